@@ -1,0 +1,38 @@
+//! Python's `threading` primitives for Rust, down to bare metal.
+//!
+//! `core-sync` is `#![no_std]` and never allocates. Every primitive is a small
+//! atomic state machine over one or two `AtomicU32` words; the only thing it
+//! asks of the platform is a [wait backend](backend): "sleep while this word
+//! equals X (until a deadline)" and "wake one / wake all". With the default
+//! `std` feature that backend is the operating system's futex
+//! ([`backend::Futex`]); without it, a spinning backend ([`backend::Spin`]) or
+//! one that a kernel or RTOS writes for its own wait queues.
+//!
+//! | Python | Rust |
+//! | --- | --- |
+//! | `threading.Lock()` | [`Lock::new()`](Lock::new) |
+//!
+//! Every blocking call has three forms: blocking (`acquire`), non-blocking
+//! (`try_acquire`, Python's `blocking=False`) and timed (`acquire_timeout`,
+//! Python's `timeout=`). Timed forms exist only where the backend has a clock
+//! ([`backend::TimedBackend`]), so a clockless target gets a compile error
+//! rather than a silent spin. `Duration::ZERO` behaves as `try_`, and
+//! `Duration::MAX` waits forever without overflowing.
+//!
+//! Misuse that Python reports with an exception (releasing an unheld lock,
+//! say) returns an `Err` here and changes nothing.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod backend;
+mod error;
+mod lock;
+mod sync;
+
+pub use backend::{Backend, DefaultBackend, TimedBackend};
+pub use error::ReleaseError;
+pub use lock::{Lock, LockGuard, Mutex, MutexGuard};

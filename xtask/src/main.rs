@@ -1,0 +1,35 @@
+//! The project's maintenance commands, run as `cargo xtask <command>`:
+//!
+//! - `ci [--quick]`: every check CI runs (see [`ci`]).
+//! - `demo`: the Python memo's snippets, in Rust, with what happened.
+
+mod ci;
+mod demo;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  ci [--quick]   run every check CI runs (--quick skips loom and miri)
+  demo           walk through the Python memo's snippets in Rust";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci::run(&args[1..]),
+        Some("demo") => demo::run(),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown or missing command\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
