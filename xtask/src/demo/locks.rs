@@ -1,24 +1,12 @@
-//! `cargo xtask demo`: each snippet of the Python memo the project re-creates,
-//! run in Rust, with what happened.
+//! The memo's `threading.Lock` lines.
 
+use super::{result, snippet};
 use core_sync::Lock;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-fn section(title: &str) {
-    println!("\n## {title}");
-}
-
-fn snippet(python: &str, rust: &str) {
-    println!("\n  python: {python}\n  rust:   {rust}");
-}
-
-fn result(what: impl AsRef<str>) {
-    println!("  -> {}", what.as_ref());
-}
-
-fn locks() -> Result<(), String> {
+pub(crate) fn run() -> Result<(), String> {
     snippet("lock = threading.Lock()", "let lock = core_sync::Lock::new();");
     let lock = Arc::new(Lock::new());
     result(format!("a {}-byte lock; locked() = {}", size_of::<Lock>(), lock.locked()));
@@ -65,14 +53,5 @@ fn locks() -> Result<(), String> {
         h.join().map_err(|_| "thread panicked")?;
     }
     result(format!("counter = {} (no update lost)", *counter.lock()));
-    Ok(())
-}
-
-/// Runs every demo section, stopping at the first that fails.
-pub(crate) fn run() -> Result<(), String> {
-    println!("# The Python memo, in Rust");
-    section("threading");
-    locks()?;
-    println!("\ndemo: done");
     Ok(())
 }
