@@ -25,7 +25,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", loom))]
 extern crate std;
 
 pub mod backend;
@@ -35,4 +35,6 @@ mod sync;
 
 pub use backend::{Backend, DefaultBackend, TimedBackend};
 pub use error::ReleaseError;
-pub use lock::{Lock, LockGuard, Mutex, MutexGuard};
+pub use lock::{Lock, LockGuard};
+#[cfg(not(loom))]
+pub use lock::{Mutex, MutexGuard};

@@ -154,7 +154,7 @@ impl<B: Backend> Lock<B> {
     /// Takes the lock if it is free and returns its guard.
     #[inline]
     pub fn try_lock(&self) -> Option<LockGuard<'_, B>> {
-        self.try_acquire().then_some(LockGuard { lock: self })
+        self.try_acquire().then(|| LockGuard { lock: self })
     }
 
     /// The contended path. `wait` sleeps while the word holds the value and
@@ -212,7 +212,7 @@ impl<B: TimedBackend> Lock<B> {
     /// Takes the lock, waiting at most `timeout`, and returns its guard.
     #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Option<LockGuard<'_, B>> {
-        self.acquire_timeout(timeout).then_some(LockGuard { lock: self })
+        self.acquire_timeout(timeout).then(|| LockGuard { lock: self })
     }
 }
 
@@ -258,6 +258,9 @@ impl<B: Backend> fmt::Debug for LockGuard<'_, B> {
     }
 }
 
+// Not under loom: `lock_api` needs a `const` INIT, and loom's atomics are
+// not const-constructible.
+#[cfg(not(loom))]
 // SAFETY: `lock` succeeds only after a compare-exchange or swap with Acquire
 // ordering moved the word from 0 (unlocked) to non-zero, so at most one
 // acquisition is outstanding; `unlock` stores 0 with Release ordering. The
@@ -292,6 +295,7 @@ unsafe impl<B: Backend> lock_api::RawMutex for Lock<B> {
     }
 }
 
+#[cfg(not(loom))]
 // SAFETY: the timed forms acquire exactly as `lock` does, or not at all.
 unsafe impl<B: TimedBackend> lock_api::RawMutexTimed for Lock<B> {
     type Duration = Duration;
@@ -321,7 +325,9 @@ unsafe impl<B: TimedBackend> lock_api::RawMutexTimed for Lock<B> {
 /// ```
 ///
 /// On another backend, name the raw lock: `lock_api::Mutex<Lock<B>, T>`.
+#[cfg(not(loom))]
 pub type Mutex<T> = lock_api::Mutex<Lock, T>;
 
 /// The guard of a [`Mutex`].
+#[cfg(not(loom))]
 pub type MutexGuard<'a, T> = lock_api::MutexGuard<'a, Lock, T>;

@@ -144,28 +144,33 @@ struct Counter(UnsafeCell<u64>);
 // test; a broken lock shows up as a lost update, which is what they check.
 unsafe impl Sync for Counter {}
 
-fn hammer<B: Backend + 'static>(lock: &'static Lock<B>, threads: usize, per_thread: u64) -> u64 {
-    let counter: &'static Counter = Box::leak(Box::new(Counter(UnsafeCell::new(0))));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            thread::spawn(move || {
+impl Counter {
+    /// Adds one.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock that protects this counter.
+    unsafe fn bump(&self) {
+        // SAFETY: the caller holds the lock, so no other thread touches it.
+        unsafe { *self.0.get() += 1 };
+    }
+}
+
+fn hammer<B: Backend>(lock: &Lock<B>, threads: usize, per_thread: u64) -> u64 {
+    let counter = Counter(UnsafeCell::new(0));
+    thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
                 for _ in 0..per_thread {
                     lock.acquire();
-                    // SAFETY: the lock is held, so no other thread touches it.
-                    unsafe { *counter.0.get() += 1 };
+                    // SAFETY: the lock is held.
+                    unsafe { counter.bump() };
                     lock.release().unwrap();
                 }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
-    lock.acquire();
-    // SAFETY: all writers have been joined and the lock is held.
-    let total = unsafe { *counter.0.get() };
-    lock.release().unwrap();
-    total
+            });
+        }
+    });
+    counter.0.into_inner()
 }
 
 const PER_THREAD: u64 = if cfg!(miri) { 200 } else { 100_000 };
@@ -200,7 +205,7 @@ fn stress_mixed_timed_and_untimed_acquirers() {
                     };
                     if got {
                         // SAFETY: the lock is held.
-                        unsafe { *COUNTER.0.get() += 1 };
+                        unsafe { COUNTER.bump() };
                         done += 1;
                         LOCK.release().unwrap();
                     }
@@ -259,4 +264,23 @@ fn lock_api_mutex_protects_data() {
     assert!(m.try_lock_for(Duration::from_millis(5)).is_none());
     drop(guard);
     assert!(m.try_lock_for(Duration::from_millis(5)).is_some());
+}
+
+#[test]
+fn failed_try_lock_leaves_the_holder_holding() {
+    let lock = Lock::new();
+    lock.acquire();
+    assert!(lock.try_lock().is_none());
+    assert!(lock.locked(), "a failed try_lock must not release someone else's hold");
+    lock.release().unwrap();
+}
+
+#[test]
+#[cfg(feature = "std")]
+fn failed_lock_timeout_leaves_the_holder_holding() {
+    let lock = Lock::new();
+    lock.acquire();
+    assert!(lock.lock_timeout(Duration::from_millis(5)).is_none());
+    assert!(lock.locked(), "a timed-out lock_timeout must not release someone else's hold");
+    lock.release().unwrap();
 }

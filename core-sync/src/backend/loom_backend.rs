@@ -1,40 +1,97 @@
 //! The model-checking backend used under `cfg(loom)`.
 //!
-//! A wait yields to loom's scheduler when the word still holds the expected
-//! value; the caller re-checks and waits again, so a wait is a spurious
-//! return that loom can interleave with every other thread. Wakes are no-ops.
+//! It models a futex faithfully enough for loom to find lost wake-ups:
+//!
+//! - A table of wait queues keyed by the word's address lives behind one
+//!   loom `Mutex`. `wait` takes it, compares the word, and (if it still
+//!   holds the expected value) sleeps on that address's `Condvar`, which
+//!   releases the table atomically, as the kernel does. A waker changes the
+//!   word before it calls `wake_*`, and `wake_*` takes the table, so a wake
+//!   can never fall between a waiter's comparison and its sleep.
+//! - `wake_one` notifies one sleeper of that address only; a primitive that
+//!   wakes too few threads leaves one asleep, and loom reports the deadlock.
+//! - Timed waits never sleep: they yield (a spurious return) and the clock
+//!   advances by one nanosecond on every reading, so a waiter with a
+//!   timeout of a few nanoseconds retries a few times and then times out,
+//!   at every point loom chooses relative to the other threads.
 
 use super::{AtomicU32, Backend, CurrentThread, TimedBackend};
 use crate::sync::Ordering;
 use core::num::NonZeroUsize;
+use loom::sync::{Arc, Condvar, Mutex};
+use std::vec::Vec;
 
 /// The loom backend (see the module docs).
 #[derive(Debug)]
 pub enum Loom {}
 
+struct Queue {
+    address: usize,
+    sleepers: usize,
+    condvar: Arc<Condvar>,
+}
+
+loom::lazy_static! {
+    static ref TABLE: Mutex<Vec<Queue>> = Mutex::new(Vec::new());
+}
+
+fn address(word: &AtomicU32) -> usize {
+    core::ptr::from_ref(word).addr()
+}
+
 impl Backend for Loom {
     const SPIN_LIMIT: u32 = 0;
 
     fn wait(word: &AtomicU32, expected: u32) {
-        if word.load(Ordering::Relaxed) == expected {
-            loom::thread::yield_now();
+        let mut table = TABLE.lock().expect("the futex table is never poisoned");
+        if word.load(Ordering::SeqCst) != expected {
+            return;
+        }
+        let key = address(word);
+        let condvar = match table.iter_mut().find(|q| q.address == key) {
+            Some(queue) => {
+                queue.sleepers += 1;
+                Arc::clone(&queue.condvar)
+            }
+            None => {
+                let condvar = Arc::new(Condvar::new());
+                table.push(Queue { address: key, sleepers: 1, condvar: Arc::clone(&condvar) });
+                condvar
+            }
+        };
+        let mut table = condvar.wait(table).expect("the futex table is never poisoned");
+        if let Some(i) = table.iter().position(|q| q.address == key) {
+            table[i].sleepers -= 1;
+            if table[i].sleepers == 0 {
+                table.swap_remove(i);
+            }
         }
     }
 
-    fn wake_one(_word: &AtomicU32) {}
+    fn wake_one(word: &AtomicU32) {
+        let table = TABLE.lock().expect("the futex table is never poisoned");
+        if let Some(queue) = table.iter().find(|q| q.address == address(word)) {
+            queue.condvar.notify_one();
+        }
+    }
 
-    fn wake_all(_word: &AtomicU32) {}
+    fn wake_all(word: &AtomicU32) {
+        let table = TABLE.lock().expect("the futex table is never poisoned");
+        if let Some(queue) = table.iter().find(|q| q.address == address(word)) {
+            queue.condvar.notify_all();
+        }
+    }
 }
 
 impl TimedBackend for Loom {
-    /// Time does not pass under loom: a timed wait times out only when its
-    /// deadline is already behind the clock, which stays at zero.
+    /// A clock that ticks one nanosecond per reading.
     fn now_nanos() -> u64 {
-        0
+        static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        CLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn wait_until(word: &AtomicU32, expected: u32, _deadline: u64) {
-        Self::wait(word, expected);
+    fn wait_until(_word: &AtomicU32, _expected: u32, _deadline: u64) {
+        loom::thread::yield_now();
     }
 }
 
