@@ -28,8 +28,10 @@ use std::sync::atomic::Ordering;
 
 use core_sync::backend::AtomicU32;
 
-use crate::registry::{self, REGISTRY, Registry};
-use crate::{hook, sys, wait};
+use crate::registry::{self, Registry};
+#[cfg(unix)]
+use crate::{hook, registry::REGISTRY};
+use crate::{sys, wait};
 
 const EXIT_WAITING: u32 = 1 << 31;
 const COUNT: u32 = EXIT_WAITING - 1;
@@ -92,6 +94,13 @@ pub(crate) fn install_hooks(registry: &mut Registry) -> io::Result<()> {
     Ok(())
 }
 
+/// The guard state of `core_sync::Lock` is `lock_api::GuardSend`, a
+/// stateless marker: the one a forgotten guard held is the default value.
+#[cfg(unix)]
+fn stateless_guard<G: Default>() -> G {
+    G::default()
+}
+
 /// Before a fork: take the crate's locks, so that the child does not
 /// inherit one held by a thread that does not exist there.
 #[cfg(unix)]
@@ -107,8 +116,8 @@ unsafe extern "C" fn after_fork_in_parent() {
     // thread, just before the fork; the lock's guard state is stateless
     // (`GuardSend`), so a default one stands for the forgotten one.
     unsafe {
-        REGISTRY.force_unlock(Default::default());
-        hook::HOOK.force_unlock(Default::default());
+        REGISTRY.force_unlock(stateless_guard());
+        hook::HOOK.force_unlock(stateless_guard());
     }
 }
 
@@ -119,11 +128,11 @@ unsafe extern "C" fn after_fork_in_parent() {
 unsafe extern "C" fn after_fork_in_child() {
     // SAFETY: `before_fork` locked the registry and forgot the guard, on
     // this thread (the child's only one); the guard made here unlocks it.
-    let mut registry = unsafe { REGISTRY.make_guard_unchecked(Default::default()) };
+    let mut registry = unsafe { REGISTRY.make_guard_unchecked(stateless_guard()) };
     registry::reset_after_fork(&mut registry);
     drop(registry);
     NON_DAEMON.store(0, Ordering::Release);
     set_counted(false);
     // SAFETY: locked by `before_fork` on this thread, guard forgotten.
-    unsafe { hook::HOOK.force_unlock(Default::default()) };
+    unsafe { hook::HOOK.force_unlock(stateless_guard()) };
 }

@@ -420,11 +420,13 @@ pub fn current_thread() -> ThreadRef {
 
 /// The calling thread's record if it has one in its thread-local, without
 /// creating one.
+#[cfg(unix)]
 pub(crate) fn current_if_known() -> Option<ThreadRef> {
     CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
 }
 
 /// Replaces the calling thread's record (after a fork).
+#[cfg(unix)]
 pub(crate) fn set_current(thread: ThreadRef) {
     let _ = CURRENT.try_with(|c| *c.borrow_mut() = Some(thread));
 }
@@ -505,6 +507,7 @@ pub fn get_native_id() -> u64 {
 /// After a fork, in the child: the calling thread is the only one left, and
 /// becomes the main thread (as in Python). Every other record is marked
 /// finished. The caller holds the registry lock (taken before the fork).
+#[cfg(unix)]
 pub(crate) fn reset_after_fork(registry: &mut Registry) {
     let me = get_ident();
     for (_, thread) in std::mem::take(&mut registry.live) {

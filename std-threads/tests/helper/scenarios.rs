@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::thread::sleep;
 use std::time::Duration;
 
-use std_threads::{Thread, Timer, active_count, current_thread, enumerate, main_thread};
+use std_threads::{Thread, Timer, current_thread, main_thread};
 
 /// How long the marker-writing threads work before writing.
 const WORK: Duration = Duration::from_millis(300);
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
         }
         // ... but a cancelled one ends at once and does not hold the exit.
         "timer-cancelled" => {
-            let t = Timer::new(Duration::from_secs(3600), move || write_marker(&marker))
+            let t = Timer::new(Duration::from_hours(1), move || write_marker(&marker))
                 .start()
                 .expect("start");
             println!("cancelled={}", t.cancel());
@@ -142,6 +142,7 @@ fn main() -> ExitCode {
 fn fork_scenario() -> ExitCode {
     use core_sync::Lock;
     use std::sync::Arc;
+    use std_threads::{active_count, enumerate};
 
     let gate = Arc::new(Lock::new());
     gate.acquire();
@@ -164,7 +165,7 @@ fn fork_scenario() -> ExitCode {
             && all[0] == current_thread()
             && all[0] == main_thread()
             && all.iter().all(|t| t.ident() != worker_ident);
-        std::process::exit(if ok { 0 } else { 1 });
+        std::process::exit(i32::from(!ok));
     }
     assert!(pid > 0, "fork failed");
     // Wait for the child, at most 10 s (kill it if it hangs).
