@@ -62,6 +62,11 @@ pub(crate) fn set_counted(counted: bool) {
     COUNTED.with(|c| c.set(counted));
 }
 
+/// Whether the calling thread is counted in `NON_DAEMON`; clears the mark.
+pub(crate) fn take_counted() -> bool {
+    COUNTED.with(|c| c.replace(false))
+}
+
 /// The `atexit` handler: waits for the non-daemon threads.
 extern "C" fn wait_for_non_daemon_threads() {
     // As in Python, the main thread counts as finished from here on, so

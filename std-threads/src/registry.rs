@@ -90,12 +90,12 @@ impl Info {
         }
     }
 
-    /// Waits until `bit` is set or `deadline` passes; returns whether it is
-    /// set.
-    fn wait_for(&self, bit: u32, deadline: Deadline) -> bool {
+    /// Waits until one of `bits` is set or `deadline` passes; returns
+    /// whether one is set.
+    fn wait_for(&self, bits: u32, deadline: Deadline) -> bool {
         let mut state = self.state.load(Ordering::Acquire);
         loop {
-            if state & bit != 0 {
+            if state & bits != 0 {
                 return true;
             }
             if state & WAITERS == 0 {
@@ -111,7 +111,7 @@ impl Info {
                 state |= WAITERS;
             }
             if !wait::wait(&self.state, state, deadline) {
-                return self.has(bit);
+                return self.has(bits);
             }
             state = self.state.load(Ordering::Acquire);
         }
@@ -222,7 +222,9 @@ impl ThreadRef {
     /// records its id the first time it does, e.g. when it starts a thread).
     pub fn native_id(&self) -> Option<u64> {
         if self.0.kind == Kind::Started {
-            self.0.wait_for(STARTED, None);
+            // FINISHED too: a thread that exists only in the parent of a
+            // forked child is finished there without ever having started.
+            self.0.wait_for(STARTED | FINISHED, None);
         }
         self.0.has(STARTED).then(|| self.0.native_id.load(Ordering::Relaxed))
     }

@@ -135,7 +135,7 @@ where
         let body = {
             let thread = thread.clone();
             let packet = Arc::clone(&packet);
-            move || run(&thread, &packet, f)
+            move || run(&thread, packet, f)
         };
         // `Builder::spawn` reports the OS's refusal as an error; the
         // `catch_unwind` is a last resort against a panic inside the
@@ -174,12 +174,11 @@ struct Packet<T> {
 }
 
 /// The body of every thread the crate starts.
-fn run<F, T>(thread: &ThreadRef, packet: &Packet<T>, f: F)
+fn run<F, T>(thread: &ThreadRef, packet: Arc<Packet<T>>, f: F)
 where
     F: FnOnce() -> T,
 {
-    let counted = !thread.is_daemon();
-    exit::set_counted(counted);
+    exit::set_counted(!thread.is_daemon());
     thread.enter();
     let result = panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         let panic = Panic::new(payload);
@@ -187,10 +186,14 @@ where
         panic
     });
     *packet.result.lock() = Some(result);
+    // If the handle is gone, this drops the result here, while the process
+    // still waits for the thread, rather than after it stopped waiting.
+    drop(packet);
     registry::unregister(thread);
     thread.finish();
-    if counted {
-        exit::set_counted(false);
+    // The flag, not the daemon setting: in a forked child the thread is no
+    // longer counted.
+    if exit::take_counted() {
         exit::remove_non_daemon();
     }
 }
@@ -203,7 +206,8 @@ where
 /// without the result, from several places), clone
 /// [`thread()`](JoinHandle::thread), a [`ThreadRef`]. Dropping the handle
 /// does not stop the thread or change how exit waits for it; the result is
-/// then dropped when the thread ends.
+/// then dropped on the thread itself, before it counts as finished (so
+/// before the exit wait lets the process go).
 pub struct JoinHandle<T> {
     thread: ThreadRef,
     packet: Arc<Packet<T>>,

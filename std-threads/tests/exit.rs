@@ -121,6 +121,14 @@ fn a_non_daemon_thread_calling_exit_does_not_wait_for_itself() {
 }
 
 #[test]
+fn an_unjoined_result_is_dropped_before_the_exit_stops_waiting() {
+    let m = marker("result-drop");
+    let out = run("result-drop", &m);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_written(&m, &out);
+}
+
+#[test]
 fn a_non_daemon_threads_child_inherits_non_daemon_and_is_waited_for() {
     let m = marker("nested");
     let out = run("nested", &m);
@@ -193,4 +201,13 @@ fn a_forked_child_does_not_wait_for_its_parents_threads() {
     let out = run("fork", &m);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(out.stdout.trim(), "child=Some(0)", "the child's registry was not reset");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_child_forked_by_a_non_daemon_thread_exits_when_that_thread_ends() {
+    let m = marker("fork-in-thread");
+    let out = run("fork-in-thread", &m);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "child=Some(0)", "the child's exit waited for a ghost");
 }

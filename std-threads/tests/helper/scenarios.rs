@@ -91,6 +91,18 @@ fn main() -> ExitCode {
             .expect("join");
             println!("inner-daemon={daemon}");
         }
+        // A result nobody joins for is dropped before the process stops
+        // waiting for its thread.
+        "result-drop" => {
+            struct WritesOnDrop(PathBuf);
+            impl Drop for WritesOnDrop {
+                fn drop(&mut self) {
+                    sleep(WORK);
+                    write_marker(&self.0);
+                }
+            }
+            drop(Thread::new(move || WritesOnDrop(marker)).start().expect("start"));
+        }
         // A panicking non-daemon thread: the default excepthook prints, the
         // process still exits normally after it.
         "panic" => {
@@ -127,6 +139,8 @@ fn main() -> ExitCode {
         }
         #[cfg(unix)]
         "fork" => return fork_scenario(),
+        #[cfg(unix)]
+        "fork-in-thread" => return fork_in_thread_scenario(),
         other => {
             eprintln!("unknown scenario {other:?}");
             return ExitCode::from(2);
@@ -168,27 +182,52 @@ fn fork_scenario() -> ExitCode {
         std::process::exit(i32::from(!ok));
     }
     assert!(pid > 0, "fork failed");
-    // Wait for the child, at most 10 s (kill it if it hangs).
-    let mut status = 0;
-    let mut code = None;
-    for _ in 0..1000 {
-        // SAFETY: `pid` is our child; `status` is a valid, writable int.
-        let r = unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) };
-        if r == pid {
-            code = Some(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 });
-            break;
-        }
-        sleep(Duration::from_millis(10));
-    }
-    if code.is_none() {
-        // SAFETY: killing and reaping our own child.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, &raw mut status, 0);
-        }
-    }
+    let code = wait_child(pid);
     println!("child={code:?}");
     gate.release().expect("release");
     worker.join().expect("join");
     ExitCode::SUCCESS
+}
+
+/// A non-daemon thread forks; in the child it is the only thread, and once
+/// its function returns the child exits (the last thread ending is an
+/// `exit(0)`), waiting for nothing.
+#[cfg(unix)]
+fn fork_in_thread_scenario() -> ExitCode {
+    let forker = Thread::new(|| {
+        // SAFETY: the child only returns from this function.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            return None;
+        }
+        assert!(pid > 0, "fork failed");
+        Some(wait_child(pid))
+    })
+    .daemon(false)
+    .start()
+    .expect("start");
+    let code = forker.join().expect("join").expect("the parent's thread reports");
+    println!("child={code:?}");
+    ExitCode::SUCCESS
+}
+
+/// Waits at most 10 s for the child `pid` and returns its exit code; kills it
+/// (and returns `None`) if it hangs.
+#[cfg(unix)]
+fn wait_child(pid: libc::pid_t) -> Option<i32> {
+    let mut status = 0;
+    for _ in 0..1000 {
+        // SAFETY: `pid` is our child; `status` is a valid, writable int.
+        let r = unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) };
+        if r == pid {
+            return Some(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 });
+        }
+        sleep(Duration::from_millis(10));
+    }
+    // SAFETY: killing and reaping our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, &raw mut status, 0);
+    }
+    None
 }
