@@ -93,16 +93,7 @@ fn main() -> ExitCode {
         }
         // A result nobody joins for is dropped before the process stops
         // waiting for its thread.
-        "result-drop" => {
-            struct WritesOnDrop(PathBuf);
-            impl Drop for WritesOnDrop {
-                fn drop(&mut self) {
-                    sleep(WORK);
-                    write_marker(&self.0);
-                }
-            }
-            drop(Thread::new(move || WritesOnDrop(marker)).start().expect("start"));
-        }
+        "result-drop" => result_drop(marker),
         // A panicking non-daemon thread: the default excepthook prints, the
         // process still exits normally after it.
         "panic" => {
@@ -230,4 +221,17 @@ fn wait_child(pid: libc::pid_t) -> Option<i32> {
         libc::waitpid(pid, &raw mut status, 0);
     }
     None
+}
+
+/// A result nobody joins for, whose `Drop` works for `WORK` then writes
+/// the marker.
+fn result_drop(marker: PathBuf) {
+    struct WritesOnDrop(PathBuf);
+    impl Drop for WritesOnDrop {
+        fn drop(&mut self) {
+            sleep(WORK);
+            write_marker(&self.0);
+        }
+    }
+    drop(Thread::new(move || WritesOnDrop(marker)).start().expect("start"));
 }
