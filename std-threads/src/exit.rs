@@ -28,9 +28,11 @@ use std::sync::atomic::Ordering;
 
 use core_sync::backend::AtomicU32;
 
-use crate::registry::{self, Registry};
+use std::panic::{self, AssertUnwindSafe};
+
 #[cfg(unix)]
-use crate::{hook, registry::REGISTRY};
+use crate::hook;
+use crate::registry::{self, REGISTRY, Registry};
 use crate::{sys, wait};
 
 const EXIT_WAITING: u32 = 1 << 31;
@@ -74,12 +76,64 @@ extern "C" fn wait_for_non_daemon_threads() {
     if sys::is_main_thread() {
         registry::main_thread().finish();
     }
+    // Then the `register_atexit` functions, last registered first, as
+    // Python's `threading._shutdown` does; a panic in one does not stop the
+    // others (nor may it unwind out of this `extern "C"` function).
+    let calls = {
+        let mut registry = REGISTRY.lock();
+        registry.exiting = true;
+        std::mem::take(&mut registry.at_exit)
+    };
+    for call in calls.into_iter().rev() {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(call)) {
+            // Dropping a payload may panic in turn; leak it then.
+            if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                std::mem::forget(again);
+            }
+        }
+    }
     let own = u32::from(COUNTED.with(Cell::get));
     let mut state = NON_DAEMON.fetch_or(EXIT_WAITING, Ordering::AcqRel) | EXIT_WAITING;
     while state & COUNT > own {
         wait::wait(&NON_DAEMON, state, None);
         state = NON_DAEMON.load(Ordering::Acquire);
     }
+}
+
+/// Registers `f` to run when the process begins to exit, before it waits
+/// for the non-daemon threads (Python's `threading._register_atexit`, which
+/// `concurrent.futures` uses to tell its non-daemon workers to stop).
+///
+/// The functions run on the thread that exits (the main thread when `main`
+/// returns), in the exit handler, last registered first, after the main
+/// thread has been marked finished and before the wait. A panic in one is
+/// caught and ignored. Unlike the C library's `atexit`, these run *while
+/// the other threads still run*, so they can wake threads that the exit
+/// would otherwise wait for forever.
+///
+/// ```
+/// std_threads::register_atexit(|| {
+///     // e.g. set a "shutting down" flag and wake the idle workers
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// When the process has already begun to exit (Python raises
+/// `RuntimeError: can't register atexit after shutdown`), or when the exit
+/// handler cannot be registered with the C library.
+pub fn register_atexit<F>(f: F) -> io::Result<()>
+where
+    F: FnOnce() + Send + 'static,
+{
+    let mut registry = REGISTRY.lock();
+    if registry.exiting {
+        return Err(io::Error::other("can't register atexit after shutdown"));
+    }
+    install_hooks(&mut registry)?;
+    registry.at_exit.push(Box::new(f));
+    Ok(())
 }
 
 /// Registers the exit handler and the fork handlers, once per process. The

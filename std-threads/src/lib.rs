@@ -11,6 +11,7 @@
 //! | `threading.enumerate()` / `active_count()` | [`enumerate()`] / [`active_count()`] |
 //! | `threading.get_ident()` / `get_native_id()` | [`get_ident()`] / [`get_native_id()`] |
 //! | `threading.excepthook = hook` | [`set_excepthook(hook)`](set_excepthook) |
+//! | `threading._register_atexit(f)` | [`register_atexit(f)`](register_atexit) |
 //! | `threading.Timer(5.0, f)`, `.start()`, `.cancel()` | [`Timer::new(interval, f)`](Timer::new), `.start()?`, `.cancel()` |
 //!
 //! ```
@@ -41,7 +42,10 @@
 //! too. When the handler runs on a non-daemon thread (one that called
 //! `exit` itself), it does not wait for that thread. When it runs on the
 //! main thread, the main thread counts as finished from then on (Python's
-//! behaviour): `main_thread().join()` in another thread returns.
+//! behaviour): `main_thread().join()` in another thread returns. Then the
+//! functions given to [`register_atexit`] run (last first), so that code
+//! like a thread pool can tell its non-daemon workers to stop, and only then
+//! the handler waits.
 //!
 //! **Platforms.**
 //!
@@ -108,6 +112,7 @@ mod timer;
 mod wait;
 
 pub use core_sync;
+pub use exit::register_atexit;
 pub use hook::{ExceptHookArgs, Panic, default_excepthook, reset_excepthook, set_excepthook};
 pub use registry::{
     JoinError, ThreadRef, active_count, current_thread, enumerate, get_ident, get_native_id,

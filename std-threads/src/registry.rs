@@ -362,10 +362,19 @@ pub(crate) struct Registry {
     pub(crate) main: Option<ThreadRef>,
     /// Whether the exit and fork hooks are registered.
     pub(crate) hooks_installed: bool,
+    /// The functions given to `register_atexit`, in registration order.
+    pub(crate) at_exit: Vec<Box<dyn FnOnce() + Send>>,
+    /// Whether the exit handler has begun (no more `register_atexit`).
+    pub(crate) exiting: bool,
 }
 
-pub(crate) static REGISTRY: Mutex<Registry> =
-    Mutex::new(Registry { live: BTreeMap::new(), main: None, hooks_installed: false });
+pub(crate) static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    live: BTreeMap::new(),
+    main: None,
+    hooks_installed: false,
+    at_exit: Vec::new(),
+    exiting: false,
+});
 
 /// The next default name, "Thread-N".
 pub(crate) fn new_thread_name() -> String {

@@ -211,3 +211,13 @@ fn a_child_forked_by_a_non_daemon_thread_exits_when_that_thread_ends() {
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(out.stdout.trim(), "child=Some(0)", "the child's exit waited for a ghost");
 }
+
+#[test]
+fn register_atexit_functions_run_last_first_before_the_wait() {
+    let m = marker("register-atexit");
+    let out = run("register-atexit", &m);
+    assert!(out.status.success(), "{}", out.stderr);
+    let log = std::fs::read_to_string(&m).expect("the worker was stopped and wrote its log");
+    assert_eq!(log, "second,first,late-refused");
+    let _ = std::fs::remove_file(&m);
+}

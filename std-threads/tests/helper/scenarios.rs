@@ -94,6 +94,7 @@ fn main() -> ExitCode {
         // A result nobody joins for is dropped before the process stops
         // waiting for its thread.
         "result-drop" => result_drop(marker),
+        "register-atexit" => register_atexit_scenario(marker),
         // A panicking non-daemon thread: the default excepthook prints, the
         // process still exits normally after it.
         "panic" => {
@@ -234,4 +235,33 @@ fn result_drop(marker: PathBuf) {
         }
     }
     drop(Thread::new(move || WritesOnDrop(marker)).start().expect("start"));
+}
+
+/// A non-daemon worker that would block forever, stopped by a
+/// `register_atexit` function (what a thread pool does). The worker writes
+/// the order the functions ran in.
+fn register_atexit_scenario(marker: PathBuf) {
+    use core_sync::{Lock, Mutex};
+    use std::sync::Arc;
+
+    let stop = Arc::new(Lock::new());
+    stop.acquire();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (s, l) = (Arc::clone(&stop), Arc::clone(&log));
+    Thread::new(move || {
+        s.acquire();
+        std::fs::write(&marker, l.lock().as_bytes()).expect("write the marker file");
+    })
+    .start()
+    .expect("start");
+    let l = Arc::clone(&log);
+    std_threads::register_atexit(move || {
+        // Registered first, runs last: the worker may go now.
+        let late = std_threads::register_atexit(|| ());
+        l.lock().push_str(if late.is_err() { "first,late-refused" } else { "first,late-accepted" });
+        stop.release().expect("release");
+    })
+    .expect("register");
+    std_threads::register_atexit(|| panic!("a failing exit function")).expect("register");
+    std_threads::register_atexit(move || log.lock().push_str("second,")).expect("register");
 }
