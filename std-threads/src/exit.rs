@@ -16,7 +16,9 @@
 //!   function, after its result is stored, its panic reported and its
 //!   joiners woken; it wakes the word only if `EXIT_WAITING` was set.
 //! - The handler, registered with libc's `atexit` when the first thread is
-//!   started, sets `EXIT_WAITING` and sleeps (futex) until the count is at
+//!   started (or the first `register_atexit`), marks the main thread
+//!   finished (when it runs on it), runs the `register_atexit` functions,
+//!   then sets `EXIT_WAITING` and sleeps (futex) until the count is at
 //!   most what the calling thread itself contributes: 0 on the main thread
 //!   or any thread that is not a counted non-daemon thread, 1 on a
 //!   non-daemon thread that calls `exit` itself (it must not wait for
@@ -24,11 +26,10 @@
 
 use std::cell::Cell;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
 use core_sync::backend::AtomicU32;
-
-use std::panic::{self, AssertUnwindSafe};
 
 #[cfg(unix)]
 use crate::hook;
@@ -107,9 +108,9 @@ extern "C" fn wait_for_non_daemon_threads() {
 /// The functions run on the thread that exits (the main thread when `main`
 /// returns), in the exit handler, last registered first, after the main
 /// thread has been marked finished and before the wait. A panic in one is
-/// caught and ignored. Unlike the C library's `atexit`, these run *while
-/// the other threads still run*, so they can wake threads that the exit
-/// would otherwise wait for forever.
+/// caught and ignored. The other threads still run at that point, so these
+/// functions can wake the threads that the exit would otherwise wait for
+/// forever.
 ///
 /// ```
 /// std_threads::register_atexit(|| {

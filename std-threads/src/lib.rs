@@ -55,7 +55,10 @@
 //! - Windows: returning from `main` waits (the C runtime calls `exit`, which
 //!   runs `atexit` handlers before `ExitProcess`). `std::process::exit` does
 //!   **not** wait: Rust calls `ExitProcess` directly, which ends every other
-//!   thread before any handler could run. Compile-checked only.
+//!   thread before any handler could run. Compile-checked only. Built into
+//!   a DLL rather than an executable, the C runtime would run the handler
+//!   at `DLL_PROCESS_DETACH`, after `ExitProcess` has ended the other
+//!   threads, and it would wait for them forever: not supported.
 //!
 //! **Limits.**
 //!
@@ -64,7 +67,7 @@
 //!   With `panic = "abort"` a panicking thread ends the whole process.
 //! - A non-daemon thread that never finishes (blocked forever, an endless
 //!   loop) keeps the process alive forever, as in Python. Make such threads
-//!   daemons, or give them a way to be told to stop.
+//!   daemons, or tell them to stop from a [`register_atexit`] function.
 //! - A non-daemon thread that calls `std::process::exit` *after* the process
 //!   has begun to exit (`main` has returned and the handler is waiting for
 //!   that very thread) never returns: on Linux Rust's standard library parks
