@@ -110,17 +110,18 @@ fn steps(quick: bool) -> Vec<Step> {
     ));
     for &target in OS_TARGETS {
         let unix = !target.contains("windows");
-        let mut args = vec!["check", "--locked", "--target", target, "-p", "core-sync"];
+        let mut args = vec!["clippy", "--locked", "--target", target, "-p", "core-sync"];
         args.extend_from_slice(&["-p", "std-threads", "-p", "pool"]);
         if unix {
             args.extend_from_slice(&["-p", "procpool"]);
         }
-        steps.push(Step::cargo(format!("std crates check for {target}"), &args));
+        args.extend_from_slice(&["--", "-D", "warnings"]);
+        steps.push(Step::cargo(format!("std crates check (clippy) for {target}"), &args));
     }
     for &target in FUTEX_ONLY_TARGETS {
         steps.push(Step::cargo(
             format!("core-sync futex backend check for {target}"),
-            &["check", "--locked", "--target", target, "-p", "core-sync"],
+            &["clippy", "--locked", "--target", target, "-p", "core-sync", "--", "-D", "warnings"],
         ));
     }
     if !quick {

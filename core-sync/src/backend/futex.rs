@@ -190,7 +190,8 @@ mod platform {
             QueryPerformanceCounter(&raw mut count);
             QueryPerformanceFrequency(&raw mut freq);
         }
-        let (count, freq) = (count as u128, freq.max(1) as u128);
+        let count = u128::try_from(count).unwrap_or(0);
+        let freq = u128::try_from(freq).unwrap_or(1).max(1);
         u64::try_from(count * 1_000_000_000 / freq).unwrap_or(u64::MAX)
     }
 
