@@ -2,7 +2,7 @@
 //!
 //! - `ci [--quick]`: every check CI runs (see [`ci`]).
 //! - `demo`: the Python memo's snippets, in Rust, with what happened.
-//! - `bench [options]`: every primitive beside its peers (see [`bench`]).
+//! - `bench [options]`: every primitive beside its peers (see [`mod@bench`]).
 
 mod bench;
 mod ci;
