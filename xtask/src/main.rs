@@ -2,7 +2,9 @@
 //!
 //! - `ci [--quick]`: every check CI runs (see [`ci`]).
 //! - `demo`: the Python memo's snippets, in Rust, with what happened.
+//! - `bench [options]`: every primitive beside its peers (see [`mod@bench`]).
 
+mod bench;
 mod ci;
 mod demo;
 
@@ -12,13 +14,17 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   ci [--quick]   run every check CI runs (--quick skips loom and miri)
-  demo           walk through the Python memo's snippets in Rust";
+  demo           walk through the Python memo's snippets in Rust
+  bench [--quick] [--filter S] [--json PATH] [--syscalls] [--features F]
+                 ns/op of every primitive beside std, parking_lot, spin, rayon
+                 and CPython, with ratios (--help for every option)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
         Some("demo") => demo::run(),
+        Some("bench") => bench::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
