@@ -2,7 +2,7 @@
 //!
 //! # State machine
 //!
-//! One `AtomicU32`, the same states as CPython's implementation (which keeps
+//! One `AtomicU32`, the same states as Python's own implementation (which keeps
 //! them under a condition variable's lock):
 //!
 //! | bits | meaning |
@@ -157,8 +157,12 @@ impl Barrier {
 
     /// A barrier for `parties` threads whose last arrival of each cycle runs
     /// `action` before anyone is released (`threading.Barrier(parties,
-    /// action)`). A function works as `&f`; a closure needs a `'static`
-    /// home (a `static`, or `Box::leak` where there is a heap).
+    /// action)`).
+    ///
+    /// No allocation is needed: a function item works as `&f`, a closure
+    /// that captures nothing as `&|| ...`, a function pointer kept in a
+    /// `static F: fn()` as `&F`. A capturing closure needs a `'static` home
+    /// (a `static`, or `Box::leak` where there is a heap).
     #[cfg(not(loom))]
     #[inline]
     pub const fn with_action(parties: usize, action: &'static (dyn Fn() + Sync)) -> Self {

@@ -18,7 +18,7 @@
 //!   generation, set `SLEEPERS`, and sleep while the word is unchanged. A
 //!   waiter returns `true` when the flag is on *or the generation moved*:
 //!   a `set` happened since it began to wait, even if a `clear` followed
-//!   before it ran again (CPython's `test_set_and_clear`).
+//!   before it ran again (Python's own `test_set_and_clear`).
 //!
 //! The generation has 30 bits: a waiter could miss a `set` only if more than
 //! a thousand million `set`/`clear` pairs ran between two of its reads.

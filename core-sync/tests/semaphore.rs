@@ -78,7 +78,7 @@ fn never_more_than_value_inside<B: Backend + 'static>(
         .map(|t| {
             thread::spawn(move || {
                 for i in 0..rounds {
-                    if (t + i as usize) % 3 == 0 {
+                    if (t + i as usize).is_multiple_of(3) {
                         while !sem.try_acquire() {
                             std::hint::spin_loop();
                         }
