@@ -27,3 +27,17 @@ impl fmt::Display for ReleaseError {
 }
 
 impl core::error::Error for ReleaseError {}
+
+/// A [`Barrier`](crate::Barrier) was broken (by [`abort`](crate::Barrier::abort),
+/// a timed-out waiter or a panicking action) or [`reset`](crate::Barrier::reset)
+/// while this thread was waiting: Python's `threading.BrokenBarrierError`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BrokenBarrierError;
+
+impl fmt::Display for BrokenBarrierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("barrier is broken")
+    }
+}
+
+impl core::error::Error for BrokenBarrierError {}

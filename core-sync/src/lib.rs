@@ -11,6 +11,10 @@
 //! | Python | Rust |
 //! | --- | --- |
 //! | `threading.Lock()` | [`Lock::new()`](Lock::new) |
+//! | `threading.Semaphore(v)` | [`Semaphore::new(v)`](Semaphore::new) |
+//! | `threading.BoundedSemaphore(v)` | [`BoundedSemaphore::new(v)`](BoundedSemaphore::new) |
+//! | `threading.Event()` | [`Event::new()`](Event::new) |
+//! | `threading.Barrier(n, action)` | [`Barrier::new(n)`](Barrier::new), [`Barrier::with_action(n, &f)`](Barrier::with_action) |
 //!
 //! Every blocking call has three forms: blocking (`acquire`), non-blocking
 //! (`try_acquire`, Python's `blocking=False`) and timed (`acquire_timeout`,
@@ -29,12 +33,18 @@
 extern crate std;
 
 pub mod backend;
+mod barrier;
 mod error;
+mod event;
 mod lock;
+mod semaphore;
 mod sync;
 
 pub use backend::{Backend, DefaultBackend, TimedBackend};
-pub use error::ReleaseError;
+pub use barrier::Barrier;
+pub use error::{BrokenBarrierError, ReleaseError};
+pub use event::Event;
 pub use lock::{Lock, LockGuard};
 #[cfg(not(loom))]
 pub use lock::{Mutex, MutexGuard};
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};

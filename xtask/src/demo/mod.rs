@@ -4,6 +4,7 @@
 //! One file per topic; each exposes `run() -> Result<(), String>`.
 
 mod locks;
+mod semaphores;
 mod threads;
 
 pub(crate) fn section(title: &str) {
@@ -24,6 +25,7 @@ pub(crate) fn run() -> Result<(), String> {
     section("threading");
     locks::run()?;
     threads::run()?;
+    semaphores::run()?;
     println!("\ndemo: done");
     Ok(())
 }
