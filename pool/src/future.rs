@@ -244,6 +244,10 @@ impl Deadline {
         }
     }
 
+    pub(crate) fn is_never(self) -> bool {
+        self.0.is_none()
+    }
+
     /// Sleeps while `word` holds `expected`; `false` once the deadline passed.
     pub(crate) fn wait(self, word: &AtomicU32, expected: u32) -> bool {
         match self.0 {
@@ -810,9 +814,11 @@ fn register<T>(core: &Core<T>, entry: Notify<T>) -> Result<(), Notify<T>> {
 /// Waits until the future is done (and, with `quiet`, its callbacks have
 /// run), or the deadline passes. Returns whether it is.
 ///
-/// A pool worker waiting for a task of its own pool that is still pending
-/// claims it and runs it inline, so a pool whose workers all wait on queued
-/// tasks cannot deadlock (see the crate docs); otherwise it sleeps.
+/// A pool worker that waits without a timeout for a task of its own pool
+/// that is still pending claims it and runs it inline, so a pool whose
+/// workers all wait on queued tasks cannot deadlock (see the crate docs);
+/// otherwise it sleeps. (A timed wait never runs the task: it could not
+/// return on time.)
 fn wait_state<T>(cell: &Arc<DynCell<T>>, deadline: Deadline, quiet: bool) -> bool {
     let core = &cell.core;
     let ready = |s: u32| is_done(s) && !(quiet && s & NOTIFYING != 0);
@@ -820,7 +826,11 @@ fn wait_state<T>(cell: &Arc<DynCell<T>>, deadline: Deadline, quiet: bool) -> boo
     if ready(s) {
         return true;
     }
-    if s & STATE_MASK == PENDING && worker::may_run_inline(cell.slot.pool_id()) && core.claim() {
+    if s & STATE_MASK == PENDING
+        && deadline.is_never()
+        && worker::may_run_inline(cell.slot.pool_id())
+        && core.claim()
+    {
         // SAFETY: the claim above made this thread the task's owner.
         unsafe { cell.slot.run(cell) };
         s = core.load();
@@ -1038,10 +1048,18 @@ fn unwatch<T>(futures: &[Future<T>], indices: impl Iterator<Item = usize>, waite
     }
 }
 
-/// A pool worker that waits for many futures first runs those of them that
-/// are still queued in its own pool (each is claimed, so none runs twice).
-/// Stops early once `stop` says so.
-fn run_pending_inline<T>(futures: &[Future<T>], indices: &[usize], stop: impl Fn() -> bool) {
+/// A pool worker that waits without a timeout for many futures first runs
+/// those of them that are still queued in its own pool (each is claimed, so
+/// none runs twice). Stops early once `stop` says so.
+fn run_pending_inline<T>(
+    futures: &[Future<T>],
+    indices: &[usize],
+    deadline: Deadline,
+    stop: impl Fn() -> bool,
+) {
+    if !deadline.is_never() {
+        return;
+    }
     for &i in indices {
         let cell = &futures[i].cell;
         if stop() {
@@ -1115,7 +1133,10 @@ impl<'a, T> Iterator for AsCompleted<'a, T> {
                 return None;
             }
             let pending: Vec<usize> = self.pending.iter().copied().collect();
-            run_pending_inline(self.futures, &pending, || !self.waiter.done.lock().is_empty());
+            let waiter = &self.waiter;
+            run_pending_inline(self.futures, &pending, self.deadline, || {
+                !waiter.done.lock().is_empty()
+            });
             let mut got = Vec::new();
             if !self.waiter.collect(&mut got, self.deadline) {
                 self.timed_out = true;
@@ -1199,7 +1220,7 @@ pub fn wait<T>(
         }
         let list: Vec<usize> = pending.iter().copied().collect();
         let first = when == ReturnWhen::FirstCompleted;
-        run_pending_inline(futures, &list, || first && !waiter.done.lock().is_empty());
+        run_pending_inline(futures, &list, deadline, || first && !waiter.done.lock().is_empty());
         let mut got = Vec::new();
         let arrived = waiter.collect(&mut got, deadline);
         for i in got {

@@ -182,10 +182,12 @@ impl WorkerThread {
         Self::current(|wt| f(wt.filter(|wt| ptr::eq(Arc::as_ptr(&wt.registry), registry))))
     }
 
-    /// Pushes a job on this worker's deque and tells the pool.
+    /// Pushes a job on this worker's deque and tells the pool: wakes a
+    /// sleeping worker, or starts one if none sleeps and the pool may grow.
     pub(crate) fn push(&self, job: JobRef) {
         self.local.push(job);
         self.registry.notify_work();
+        self.registry.adjust_workers();
     }
 
     /// Pops this worker's newest job.
@@ -357,7 +359,6 @@ impl Registry {
                 return Err((job, why));
             }
             wt.push(job);
-            self.adjust_workers();
             Ok(None)
         })?;
         let Some(job) = job else { return Ok(()) };
