@@ -21,6 +21,49 @@
 //! let total: i32 = pool::as_completed(&futures, None).map(|f| *f.unwrap().result().unwrap()).sum();
 //! assert_eq!(total, 285);
 //! ```
+//!
+//! # Design
+//!
+//! **One allocation per task.** [`submit`](ThreadPoolExecutor::submit)
+//! allocates one `Arc` cell holding the future's state word, its callback
+//! list, the result slot and the closure; the scheduler's queue entry and
+//! every [`Future`] handle point at that cell.
+//!
+//! **Scheduler.** `crossbeam-deque`: a global injector for submissions from
+//! outside the pool, a LIFO deque per worker for work pushed from inside a
+//! task (nested submissions, the second half of a [`join`]), stealing
+//! between workers in a random order. Idle workers sleep on futex words
+//! (through `core-sync`'s wait backend); the sleep/wake protocol, which
+//! wakes exactly one worker per submission to a sleeping pool and loses no
+//! wake-up, is described as a state machine in `registry.rs`. Workers start
+//! lazily, one per submission while none is idle, up to `max_workers`, and
+//! the pool never runs more threads than that.
+//!
+//! **Waiting on a future from inside the pool.** Python warns that a task
+//! waiting for another task's future can deadlock a pool whose workers all
+//! wait. Here a worker that waits (without a timeout) for a future of its
+//! own pool whose task has not started claims that task (the same
+//! compare-exchange a worker uses before running it, so it runs once) and
+//! runs it inline; if the task is already running elsewhere it sleeps, as
+//! that thread makes progress. It never runs *unrelated* queued work while
+//! it waits, which is what blows stacks and re-enters held locks in
+//! naive help-while-waiting schemes (rayon#592): the inline run is exactly
+//! the call the waiter asked for, so the stack grows only as deep as the
+//! chain of waits in the program itself. `wait` and `as_completed` do the
+//! same for each still-queued future they wait for. A wait on something the
+//! pool cannot see (a [`Promise`] completed by a task still in the queue, an
+//! event) can still exhaust a full pool, exactly as in Python.
+//!
+//! **Fork-join.** [`join`] and [`scope`](ThreadPoolExecutor::scope) wait
+//! differently: the waiting worker runs other queued work until its own
+//! jobs are done (as rayon does), so recursion never leaves a worker idle
+//! and never deadlocks the pool. `join`'s second closure lives on the
+//! joiner's stack (no allocation).
+//!
+//! **Threads.** Workers are named `{thread_name_prefix}_{n}`. They are
+//! created in one function (`spawn_worker` in `registry.rs`); today they are
+//! `std::thread`s, which never keep the process alive at exit, so the
+//! `daemon` setting is recorded but has no effect yet.
 
 mod executor;
 mod future;

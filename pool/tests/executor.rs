@@ -390,3 +390,46 @@ fn as_completed_and_wait_with_pool_futures() {
     let (done, not_done) = pool::wait(&futures, None, ReturnWhen::AllCompleted);
     assert_eq!((done.len(), not_done.len()), (8, 0));
 }
+
+#[test]
+fn a_pool_future_can_be_awaited() {
+    use pool::core_sync::backend::{AtomicU32, Backend, Futex};
+    use std::pin::pin;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Signal(AtomicU32);
+    impl Wake for Signal {
+        fn wake(self: Arc<Self>) {
+            self.0.store(1, Ordering::SeqCst);
+            Futex::wake_all(&self.0);
+        }
+    }
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let signal = Arc::new(Signal(AtomicU32::new(0)));
+        let waker = Waker::from(Arc::clone(&signal));
+        let mut cx = Context::from_waker(&waker);
+        let mut f = pin!(f);
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+            while signal.0.swap(0, Ordering::SeqCst) == 0 {
+                Futex::wait(&signal.0, 0);
+            }
+        }
+    }
+
+    let pool = ThreadPoolExecutor::new(2);
+    let a = pool.submit(|| {
+        thread::sleep(Duration::from_millis(10));
+        20
+    });
+    let b = pool.submit(|| 22);
+    let sum = block_on(async move { a.unwrap().await.unwrap() + b.unwrap().await.unwrap() });
+    assert_eq!(sum, 42);
+    let failed = pool.submit(|| -> u8 { panic!("async boom") }).unwrap();
+    assert_eq!(
+        block_on(failed).err().as_ref().and_then(TaskError::panic_message),
+        Some("async boom")
+    );
+}
