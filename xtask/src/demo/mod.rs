@@ -4,6 +4,7 @@
 //! One file per topic; each exposes `run() -> Result<(), String>`.
 
 mod locks;
+mod pool;
 mod semaphores;
 mod threads;
 
@@ -26,6 +27,8 @@ pub(crate) fn run() -> Result<(), String> {
     locks::run()?;
     threads::run()?;
     semaphores::run()?;
+    section("concurrent.futures");
+    pool::run()?;
     println!("\ndemo: done");
     Ok(())
 }
