@@ -28,7 +28,8 @@ pub(crate) const ENV: &str = "PROCPOOL_WORKER";
 /// them as "run only the test named `__procpool_worker_entry`, uncaptured,
 /// on one thread", which is the test that [`test_entry!`](crate::test_entry)
 /// defines.
-pub(crate) const CHILD_ARGS: [&str; 3] = ["__procpool_worker_entry", "--nocapture", "--test-threads=1"];
+pub(crate) const CHILD_ARGS: [&str; 3] =
+    ["__procpool_worker_entry", "--nocapture", "--test-threads=1"];
 
 /// Exit code of a child that refused to start (missing hook, handshake).
 pub(crate) const EXIT_REFUSED: i32 = 70;
@@ -201,6 +202,17 @@ pub(crate) struct SpawnRequest {
     pub(crate) hello: Hello,
     /// Frames sent once the child is READY (a process's CALL, a worker's INIT).
     pub(crate) after_ready: Vec<u8>,
+    /// Called once the handshake's outcome is in the slot.
+    pub(crate) notify: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl SpawnRequest {
+    fn publish(&self, slot: &OneShot<SpawnResult>, result: SpawnResult) {
+        slot.put(result);
+        if let Some(notify) = &self.notify {
+            notify();
+        }
+    }
 }
 
 /// The outcome of a spawn, published by the keeper.
@@ -212,7 +224,9 @@ pub(crate) type SpawnResult = Result<Connected, String>;
 /// # Errors
 ///
 /// When the keeper thread cannot be created.
-pub(crate) fn spawn(request: SpawnRequest) -> io::Result<(Arc<ChildHandle>, Arc<OneShot<SpawnResult>>)> {
+pub(crate) fn spawn(
+    request: SpawnRequest,
+) -> io::Result<(Arc<ChildHandle>, Arc<OneShot<SpawnResult>>)> {
     let handle = Arc::new(ChildHandle::new());
     let slot = Arc::new(OneShot::new());
     let (h, s) = (Arc::clone(&handle), Arc::clone(&slot));
@@ -327,7 +341,7 @@ fn keeper(request: &SpawnRequest, handle: &ChildHandle, slot: &OneShot<SpawnResu
         Err(e) => {
             *handle.state.lock() = State::Failed;
             handle.finish();
-            slot.put(Err(format!("could not start a child process: {e}")));
+            request.publish(slot, Err(format!("could not start a child process: {e}")));
             return;
         }
     };
@@ -336,7 +350,7 @@ fn keeper(request: &SpawnRequest, handle: &ChildHandle, slot: &OneShot<SpawnResu
             // A write to a child that died fails; its death is noticed
             // through its exit.
             let _ = to_child.write_all(&request.after_ready);
-            slot.put(Ok(Connected { to_child, from_child, leftover }));
+            request.publish(slot, Ok(Connected { to_child, from_child, leftover }));
         }
         Err(why) => {
             // A child that refused (or was not a child of ours at all, as a
@@ -353,7 +367,7 @@ fn keeper(request: &SpawnRequest, handle: &ChildHandle, slot: &OneShot<SpawnResu
                     describe_exit(code)
                 ),
             };
-            slot.put(Err(message));
+            request.publish(slot, Err(message));
             drop(lifeline);
             return;
         }
@@ -369,7 +383,11 @@ enum Handshake {
     Ended(String),
 }
 
-fn handshake(request: &SpawnRequest, to_child: &mut File, from_child: File) -> Result<(File, Vec<u8>), Handshake> {
+fn handshake(
+    request: &SpawnRequest,
+    to_child: &mut File,
+    from_child: File,
+) -> Result<(File, Vec<u8>), Handshake> {
     let mut hello = Vec::with_capacity(64);
     wire::put_hello(&mut hello, &request.hello);
     // A child that is already gone makes this fail; its reply (or its end
@@ -399,7 +417,14 @@ fn reap(pid: i32, handle: &ChildHandle) -> i32 {
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // Wait without reaping: the pid stays ours until we take the lock.
         // SAFETY: `info` is a valid out-pointer.
-        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &raw mut info, libc::WEXITED | libc::WNOWAIT) };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &raw mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
         if r == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             break;
         }
@@ -449,6 +474,7 @@ impl ChildFds {
         let parent = parts.next()?.parse().ok()?;
         let mut fd = || parts.next()?.parse::<RawFd>().ok();
         let fds = ChildFds { parent, task: fd()?, result: fd()?, lifeline: fd()?, stdout: fd()? };
-        (parts.next().is_none() && fds.task >= 0 && fds.result >= 0 && fds.lifeline >= 0).then_some(fds)
+        (parts.next().is_none() && fds.task >= 0 && fds.result >= 0 && fds.lifeline >= 0)
+            .then_some(fds)
     }
 }

@@ -72,7 +72,8 @@ pub(crate) enum Outcome {
 ///
 /// `func` must be the address of a function of type `fn(A) -> R` for the
 /// `A` and `R` this entry point was instantiated with.
-pub(crate) type Entry = unsafe fn(func: usize, type_hash: u64, payload: &[u8], out: &mut Vec<u8>) -> Outcome;
+pub(crate) type Entry =
+    unsafe fn(func: usize, type_hash: u64, payload: &[u8], out: &mut Vec<u8>) -> Outcome;
 
 /// 64-bit FNV-1a, for type hashes and the build id.
 fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
@@ -142,7 +143,9 @@ pub(crate) unsafe fn entry<A: DeserializeOwned, R: Serialize>(
     out: &mut Vec<u8>,
 ) -> Outcome {
     if type_hash != self::type_hash::<A, R>(false) {
-        return Outcome::Failed("the call names a function of other argument or result types".into());
+        return Outcome::Failed(
+            "the call names a function of other argument or result types".into(),
+        );
     }
     let args: A = match postcard::from_bytes(payload) {
         Ok(a) => a,
@@ -176,7 +179,9 @@ pub(crate) unsafe fn chunk_entry<A: DeserializeOwned, R: Serialize>(
     out: &mut Vec<u8>,
 ) -> Outcome {
     if type_hash != self::type_hash::<A, R>(true) {
-        return Outcome::Failed("the call names a function of other argument or result types".into());
+        return Outcome::Failed(
+            "the call names a function of other argument or result types".into(),
+        );
     }
     let args: Vec<A> = match postcard::from_bytes(payload) {
         Ok(a) => a,
@@ -226,7 +231,9 @@ impl Target {
     /// # Errors
     ///
     /// As [`Target::call`].
-    pub(crate) fn chunk<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R) -> Result<Target, String> {
+    pub(crate) fn chunk<A: DeserializeOwned, R: Serialize>(
+        f: fn(A) -> R,
+    ) -> Result<Target, String> {
         let func = f as *const () as usize;
         check_in_executable(func)?;
         let entry: Entry = chunk_entry::<A, R>;
@@ -239,16 +246,31 @@ impl Target {
 
     /// The header of a CALL (or INIT) of this target, with its MAC.
     pub(crate) fn header(&self, secret: &[u8; 16], init: bool, task: u64) -> wire::CallHeader {
-        let mac = wire::siphash24(secret, &wire::call_mac_input(init, self.entry, self.func, self.type_hash));
-        wire::CallHeader { task, entry: self.entry, func: self.func, type_hash: self.type_hash, mac }
+        let mac = wire::siphash24(
+            secret,
+            &wire::call_mac_input(init, self.entry, self.func, self.type_hash),
+        );
+        wire::CallHeader {
+            task,
+            entry: self.entry,
+            func: self.func,
+            type_hash: self.type_hash,
+            mac,
+        }
     }
 }
 
 /// Checks a received CALL and runs it: the MAC first (with the secret this
 /// child got at the handshake), and only then turns the offsets into
 /// addresses.
-pub(crate) fn run_call(secret: &[u8; 16], init: bool, call: &wire::Call<'_>, out: &mut Vec<u8>) -> Outcome {
-    let expected = wire::siphash24(secret, &wire::call_mac_input(init, call.entry, call.func, call.type_hash));
+pub(crate) fn run_call(
+    secret: &[u8; 16],
+    init: bool,
+    call: &wire::Call<'_>,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    let expected =
+        wire::siphash24(secret, &wire::call_mac_input(init, call.entry, call.func, call.type_hash));
     if expected != call.mac {
         return Outcome::Failed(
             "the call failed verification (its MAC does not match): refusing to run it".into(),

@@ -104,6 +104,8 @@ mod child;
 #[cfg(unix)]
 mod error;
 #[cfg(unix)]
+mod executor;
+#[cfg(unix)]
 mod identity;
 #[cfg(unix)]
 mod process;
@@ -117,9 +119,12 @@ mod worker;
 #[cfg(unix)]
 pub use error::Error;
 #[cfg(unix)]
+pub use executor::{Builder, MapResults, ProcessPoolExecutor};
+#[cfg(unix)]
 pub use process::Process;
 #[cfg(unix)]
 pub use worker::init;
 
 pub use core_sync;
 pub use pool;
+pub use pool::{Future, TaskError};

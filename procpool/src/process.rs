@@ -79,7 +79,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// Encodes `args` for a call: the payload of a CALL frame.
 pub(crate) fn encode_args<A: Serialize + ?Sized>(args: &A) -> Result<Vec<u8>, Error> {
     postcard::to_stdvec(args).map_err(|e| {
-        Error::Encode(format!("the arguments ({}) could not be encoded: {e}", std::any::type_name::<A>()))
+        Error::Encode(format!(
+            "the arguments ({}) could not be encoded: {e}",
+            std::any::type_name::<A>()
+        ))
     })
 }
 
@@ -92,7 +95,9 @@ impl Process {
         A: Serialize + DeserializeOwned + 'static,
     {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
-        let call = Target::call(target).map_err(Error::Function).and_then(|t| Ok((t, encode_args(&args)?)));
+        let call = Target::call(target)
+            .map_err(Error::Function)
+            .and_then(|t| Ok((t, encode_args(&args)?)));
         Process {
             name: format!("Process-{n}"),
             daemon: false,
@@ -164,14 +169,15 @@ impl Process {
         }
         let (target, payload) = self.call.clone()?;
         crate::worker::refuse_if_hook_missing();
-        let secret = identity::random_secret().map_err(|e| Error::Start(format!("no random secret: {e}")))?;
-        let mut build_id =
-            identity::build_id().map_err(|e| Error::Start(format!("cannot identify the executable: {e}")))?;
+        let secret = identity::random_secret()
+            .map_err(|e| Error::Start(format!("no random secret: {e}")))?;
+        let mut build_id = identity::build_id()
+            .map_err(|e| Error::Start(format!("cannot identify the executable: {e}")))?;
         if self.wrong_build_id {
             build_id[0] ^= 0xff;
         }
         let mut after_ready = Vec::with_capacity(payload.len() + 64);
-        wire::put_call::<wire::FrameError>(
+        wire::put_call(
             &mut after_ready,
             false,
             &target.header(&secret, false, 0),
@@ -182,8 +188,14 @@ impl Process {
             },
         )
         .map_err(|e| Error::Encode(format!("the arguments cannot be sent: {e}")))?;
-        let hello = Hello { build_id, secret, max_frame: wire::DEFAULT_MAX_FRAME, role: Role::Process, max_tasks: 0 };
-        let (handle, outcome) = child::spawn(SpawnRequest { hello, after_ready })
+        let hello = Hello {
+            build_id,
+            secret,
+            max_frame: wire::DEFAULT_MAX_FRAME,
+            role: Role::Process,
+            max_tasks: 0,
+        };
+        let (handle, outcome) = child::spawn(SpawnRequest { hello, after_ready, notify: None })
             .map_err(|e| Error::Start(format!("no thread to keep the child: {e}")))?;
         match outcome.take_deadline(Deadline::after(self.start_timeout)) {
             Some(Ok(_connected)) => {}
@@ -267,7 +279,8 @@ mod exit_registry {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
-    static CHILDREN: core_sync::Mutex<Vec<(Arc<ChildHandle>, bool)>> = core_sync::Mutex::new(Vec::new());
+    static CHILDREN: core_sync::Mutex<Vec<(Arc<ChildHandle>, bool)>> =
+        core_sync::Mutex::new(Vec::new());
     static REGISTERED: AtomicBool = AtomicBool::new(false);
 
     pub(super) fn register(handle: &Arc<ChildHandle>, daemon: bool) {

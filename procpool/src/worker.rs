@@ -1,7 +1,9 @@
 //! The child's side: the hook at the top of `main`, the handshake, and the
 //! loops of a `Process` child and of a pool worker.
 
-use crate::child::{CHILD_ARGS, ChildFds, ENV, EXIT_INIT_FAILED, EXIT_ORPHANED, EXIT_PROTOCOL, EXIT_REFUSED};
+use crate::child::{
+    CHILD_ARGS, ChildFds, ENV, EXIT_INIT_FAILED, EXIT_ORPHANED, EXIT_PROTOCOL, EXIT_REFUSED,
+};
 use crate::identity::{self, Outcome, QUIET_PANICS};
 use crate::wire::{self, Frame, FrameReader, ReadError, Role};
 use std::fs::File;
@@ -30,7 +32,9 @@ use std::os::fd::{FromRawFd, RawFd};
 pub fn init() {
     let Some(value) = std::env::var_os(ENV) else { return };
     let Some(fds) = value.to_str().and_then(ChildFds::parse) else {
-        eprintln!("procpool: the {ENV} environment variable is malformed; this process is not a valid child");
+        eprintln!(
+            "procpool: the {ENV} environment variable is malformed; this process is not a valid child"
+        );
         std::process::exit(EXIT_REFUSED);
     };
     // SAFETY: `init` is documented to be the first statement of `main`,
@@ -124,7 +128,8 @@ fn child_main(fds: ChildFds) -> ! {
     start_lifeline_watch(fds.lifeline);
     // SAFETY: these fds were inherited for exactly these pipes and nothing
     // else in this process owns them.
-    let (input, mut output) = unsafe { (File::from_raw_fd(fds.task), File::from_raw_fd(fds.result)) };
+    let (input, mut output) =
+        unsafe { (File::from_raw_fd(fds.task), File::from_raw_fd(fds.result)) };
     let mut reader = FrameReader::new(input, wire::DEFAULT_MAX_FRAME);
     let hello = match reader.next(|| {}) {
         Ok(Frame::Hello(hello)) => hello,
@@ -168,14 +173,22 @@ fn start_lifeline_watch(fd: RawFd) {
         loop {
             // SAFETY: reads into a valid one-byte buffer.
             let n = unsafe { libc::read(fd, byte.as_mut_ptr().cast(), 1) };
-            if n == 0 || (n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted) {
+            if n == 0
+                || (n < 0
+                    && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
+            {
                 // SAFETY: `_exit` ends the process at once, without running
                 // anything of the (orphaned) program.
                 unsafe { libc::_exit(EXIT_ORPHANED) };
             }
         }
     };
-    if std::thread::Builder::new().name("procpool-lifeline".into()).stack_size(32 * 1024).spawn(watch).is_err() {
+    if std::thread::Builder::new()
+        .name("procpool-lifeline".into())
+        .stack_size(32 * 1024)
+        .spawn(watch)
+        .is_err()
+    {
         std::process::exit(EXIT_ORPHANED);
     }
 }
@@ -216,13 +229,15 @@ fn flush(output: &mut File, out: &mut Vec<u8>) {
     }
 }
 
-/// Frames buffered beyond this are written without waiting to block.
-const FLUSH_AT: usize = 256 * 1024;
-
 /// A pool worker: an optional INIT, then CALLs until the parent closes the
-/// pipe (or `max_tasks` ran). Results are buffered while more calls are
-/// already waiting, and written before the worker would block.
-fn run_worker(hello: &wire::Hello, mut reader: FrameReader<File>, mut output: File, mut out: Vec<u8>) -> ! {
+/// pipe (or `max_tasks` ran). Calls are read in batches (one read takes
+/// every frame the pipe holds); each result is written as soon as it exists.
+fn run_worker(
+    hello: &wire::Hello,
+    mut reader: FrameReader<File>,
+    mut output: File,
+    mut out: Vec<u8>,
+) -> ! {
     install_quiet_panic_hook();
     let max = hello.max_frame;
     let mut done: u64 = 0;
@@ -231,7 +246,9 @@ fn run_worker(hello: &wire::Hello, mut reader: FrameReader<File>, mut output: Fi
         match frame {
             Ok(Frame::Init(call)) => {
                 let mut scratch = Vec::new();
-                let failure = match quietly(|| identity::run_call(&hello.secret, true, &call, &mut scratch)) {
+                let failure = match quietly(|| {
+                    identity::run_call(&hello.secret, true, &call, &mut scratch)
+                }) {
                     Outcome::Returned => None,
                     Outcome::Panicked(m) => Some(format!("the initializer panicked: {m}")),
                     Outcome::Failed(m) => Some(format!("the initializer could not run: {m}")),
@@ -248,7 +265,12 @@ fn run_worker(hello: &wire::Hello, mut reader: FrameReader<File>, mut output: Fi
                 match quietly(|| identity::run_call(&hello.secret, false, &call, &mut out)) {
                     Outcome::Returned => {
                         if let Err(e) = wire::end_ok(&mut out, start, max) {
-                            wire::put_failed(&mut out, task, &format!("the result could not be sent: {e}"), max);
+                            wire::put_failed(
+                                &mut out,
+                                task,
+                                &format!("the result could not be sent: {e}"),
+                                max,
+                            );
                         }
                     }
                     Outcome::Panicked(message) => {
@@ -265,9 +287,9 @@ fn run_worker(hello: &wire::Hello, mut reader: FrameReader<File>, mut output: Fi
                     flush(&mut output, &mut out);
                     std::process::exit(0);
                 }
-                if out.len() >= FLUSH_AT {
-                    flush(&mut output, &mut out);
-                }
+                // Each result goes out as soon as it exists: the next call
+                // may take long, and this one's caller should not wait for it.
+                flush(&mut output, &mut out);
             }
             Err(ReadError::Eof) => {
                 flush(&mut output, &mut out);

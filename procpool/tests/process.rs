@@ -49,7 +49,8 @@ fn aborts(_: ()) {
 #[test]
 fn runs_the_function_in_another_process() {
     let path = scratch("hello");
-    let p = Process::new(write_file, (path.display().to_string(), "hello".to_string())).name("writer");
+    let p =
+        Process::new(write_file, (path.display().to_string(), "hello".to_string())).name("writer");
     let _reap = Reap(&p);
     assert_eq!(p.exitcode(), None);
     assert_eq!(p.pid(), None);
