@@ -1047,15 +1047,23 @@ impl Manager {
         // running call and one more per worker); a long one in batches,
         // which the worker reads in one go.
         let batch = if single { 1 } else { (q.pending.len() / (4 * live)).clamp(2, MAX_BATCH) };
-        for w in &mut self.workers {
-            if w.to_child.is_none() || w.kill.is_some() || w.eof || w.init_failed.is_some() {
-                continue;
-            }
-            while w.in_flight.len() < batch && (max_tasks == 0 || w.assigned < max_tasks) {
-                let Some(job) = q.pending.pop_front() else { return };
-                if !job.done.start(self.shared.config.cancel_running) {
-                    continue; // cancelled while queued
+        // Level by level: every idle worker gets a job before any worker
+        // gets a second one.
+        for depth in 0..batch {
+            for w in &mut self.workers {
+                if w.to_child.is_none() || w.kill.is_some() || w.eof || w.init_failed.is_some() {
+                    continue;
                 }
+                if w.in_flight.len() > depth || (max_tasks != 0 && w.assigned >= max_tasks) {
+                    continue;
+                }
+                // Skip jobs cancelled while they were queued.
+                let job = loop {
+                    let Some(job) = q.pending.pop_front() else { return };
+                    if job.done.start(self.shared.config.cancel_running) {
+                        break job;
+                    }
+                };
                 let deadline = timeout.map_or(Deadline::NEVER, Deadline::after);
                 w.in_flight.push_back((job, deadline));
                 w.assigned += 1;

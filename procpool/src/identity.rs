@@ -414,3 +414,106 @@ pub(crate) fn random_secret() -> io::Result<[u8; 16]> {
 pub(crate) fn hex(id: &[u8; 16]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::tests::XorShift;
+
+    fn triple(x: u64) -> u64 {
+        x * 3
+    }
+
+    fn call_of(header: &wire::CallHeader, payload: &[u8]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        wire::put_call(&mut frame, false, header, wire::DEFAULT_MAX_FRAME, |o| {
+            o.extend_from_slice(payload);
+            Ok(())
+        })
+        .unwrap();
+        frame
+    }
+
+    fn run(secret: &[u8; 16], frame: &[u8]) -> (Outcome, Vec<u8>) {
+        let Ok(Some((wire::Frame::Call(call), _))) = wire::decode(frame, wire::DEFAULT_MAX_FRAME)
+        else {
+            panic!("not a call")
+        };
+        let mut out = Vec::new();
+        (run_call(secret, false, &call, &mut out), out)
+    }
+
+    #[test]
+    fn a_verified_call_runs_and_returns_its_encoded_result() {
+        let secret = [5; 16];
+        let target = Target::call(triple).unwrap();
+        let frame =
+            call_of(&target.header(&secret, false, 1), &postcard::to_stdvec(&14u64).unwrap());
+        let (outcome, out) = run(&secret, &frame);
+        assert!(matches!(outcome, Outcome::Returned));
+        assert_eq!(postcard::from_bytes::<u64>(&out).unwrap(), 42);
+    }
+
+    #[test]
+    fn a_call_with_another_secret_or_any_changed_field_is_refused() {
+        let secret = [5; 16];
+        let target = Target::call(triple).unwrap();
+        let good = target.header(&secret, false, 1);
+        let args = postcard::to_stdvec(&1u64).unwrap();
+        // Another secret.
+        let (outcome, _) = run(&[6; 16], &call_of(&good, &args));
+        assert!(matches!(outcome, Outcome::Failed(m) if m.contains("verification")));
+        // Any single changed field (the MAC covers all but the task id).
+        for change in 0..4 {
+            let mut h = good;
+            match change {
+                0 => h.entry += 16,
+                1 => h.func -= 16,
+                2 => h.type_hash ^= 1,
+                _ => h.mac ^= 1 << 40,
+            }
+            let (outcome, _) = run(&secret, &call_of(&h, &args));
+            assert!(
+                matches!(outcome, Outcome::Failed(m) if m.contains("verification")),
+                "change {change}"
+            );
+        }
+    }
+
+    #[test]
+    fn random_call_headers_never_name_an_address() {
+        let secret = [9; 16];
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        for _ in 0..if cfg!(miri) { 100 } else { 20_000 } {
+            let h = wire::CallHeader {
+                task: rng.next(),
+                entry: rng.next() as i64,
+                func: rng.next() as i64,
+                type_hash: rng.next(),
+                mac: rng.next(),
+            };
+            let n = rng.below(32);
+            let (outcome, _) = run(&secret, &call_of(&h, &rng.bytes(n)));
+            assert!(matches!(outcome, Outcome::Failed(_)));
+        }
+    }
+
+    #[test]
+    fn wrong_types_and_bad_arguments_fail_the_call() {
+        let secret = [5; 16];
+        // A MAC-valid header whose type hash is not the entry's.
+        let mut target = Target::call(triple).unwrap();
+        target.type_hash ^= 1;
+        let (outcome, _) = run(&secret, &call_of(&target.header(&secret, false, 1), &[1]));
+        assert!(matches!(outcome, Outcome::Failed(m) if m.contains("types")));
+        // Arguments that do not decode.
+        let target = Target::call(triple).unwrap();
+        let (outcome, _) = run(&secret, &call_of(&target.header(&secret, false, 1), &[0xff; 11]));
+        assert!(matches!(outcome, Outcome::Failed(m) if m.contains("decoded")));
+    }
+
+    #[test]
+    fn the_build_id_is_stable_within_a_process() {
+        assert_eq!(build_id().unwrap(), build_id().unwrap());
+    }
+}

@@ -413,13 +413,15 @@ const _: () = assert!(CALL_HEADER == 40);
 
 /// Reads frames from a blocking pipe, buffering what arrives.
 ///
-/// The buffer grows only with bytes actually received, and never past one
-/// frame of the limit plus one read, so a length prefix that lies costs
-/// nothing until the bytes arrive.
+/// The buffer grows only with bytes actually received (plus one read's
+/// room), so a length prefix that lies costs nothing until the bytes
+/// arrive, and never past one frame of the limit.
 pub(crate) struct FrameReader<R> {
     src: R,
+    /// Initialised bytes; `start..end` is received and not yet returned.
     buf: Vec<u8>,
     start: usize,
+    end: usize,
     max: u32,
 }
 
@@ -447,12 +449,12 @@ impl fmt::Display for ReadError {
     }
 }
 
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
 
 impl<R: Read> FrameReader<R> {
     /// A reader of frames of at most `max` bytes from `src`.
     pub(crate) fn new(src: R, max: u32) -> FrameReader<R> {
-        FrameReader { src, buf: Vec::new(), start: 0, max }
+        FrameReader { src, buf: Vec::new(), start: 0, end: 0, max }
     }
 
     /// Changes the frame limit (after the handshake told it).
@@ -460,10 +462,9 @@ impl<R: Read> FrameReader<R> {
         self.max = max;
     }
 
-    /// Bytes received beyond the frames returned so far.
-    pub(crate) fn into_parts(mut self) -> (R, Vec<u8>) {
-        self.buf.drain(..self.start);
-        (self.src, self.buf)
+    /// The source, and the bytes received beyond the frames returned.
+    pub(crate) fn into_parts(self) -> (R, Vec<u8>) {
+        (self.src, self.buf[self.start..self.end].to_vec())
     }
 
     /// The next frame. Calls `before_block` once before any read that may
@@ -471,7 +472,7 @@ impl<R: Read> FrameReader<R> {
     pub(crate) fn next(&mut self, mut before_block: impl FnMut()) -> Result<Frame<'_>, ReadError> {
         let mut flushed = false;
         loop {
-            let rest = &self.buf[self.start..];
+            let rest = &self.buf[self.start..self.end];
             let need = match frame_len(rest, self.max) {
                 Err(e) => return Err(ReadError::Frame(e)),
                 Ok(None) => LEN_BYTES,
@@ -483,33 +484,34 @@ impl<R: Read> FrameReader<R> {
                 }
                 Ok(Some(len)) => LEN_BYTES + len,
             };
-            // Make room: drop consumed bytes, then read at most what this
-            // frame still needs (but at least a chunk, to batch small frames).
-            if self.start > 0 {
-                self.buf.drain(..self.start);
-                self.start = 0;
-            }
             if !flushed {
                 before_block();
                 flushed = true;
             }
-            let have = self.buf.len();
-            let want = (need - have).max(READ_CHUNK);
-            self.buf.resize(have + want, 0);
+            // Room for the rest of this frame (at least one chunk, to take
+            // many small frames in one read): move the unread bytes to the
+            // front, and grow only if that is not enough.
+            let have = self.end - self.start;
+            let want = need.saturating_sub(have).max(READ_CHUNK);
+            if self.buf.len() - self.end < want {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.start = 0;
+                self.end = have;
+                if self.buf.len() < have + want {
+                    self.buf.resize(have + want, 0);
+                }
+            }
             let got = loop {
-                match self.src.read(&mut self.buf[have..]) {
+                match self.src.read(&mut self.buf[self.end..]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.buf.truncate(have);
-                        return Err(ReadError::Io(e));
-                    }
+                    Err(e) => return Err(ReadError::Io(e)),
                 }
             };
-            self.buf.truncate(have + got);
             if got == 0 {
                 return Err(if have == 0 { ReadError::Eof } else { ReadError::Truncated });
             }
+            self.end += got;
         }
     }
 }
@@ -569,7 +571,7 @@ pub(crate) fn siphash24(key: &[u8; 16], data: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -613,6 +615,167 @@ mod tests {
         assert!(frames[0].contains("Worker"));
         assert!(frames[2].contains("task: 5, entry: -12, func: 34"));
         assert!(frames[3].contains("boom"));
+    }
+
+    /// A small xorshift generator: the property tests need no dependency.
+    pub(crate) struct XorShift(pub(crate) u64);
+
+    impl XorShift {
+        pub(crate) fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    fn corpus() -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        let mut one = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = Vec::new();
+            f(&mut b);
+            frames.push(b);
+        };
+        one(&|b| {
+            put_hello(
+                b,
+                &Hello {
+                    build_id: [1; 16],
+                    secret: [2; 16],
+                    max_frame: 512,
+                    role: Role::Process,
+                    max_tasks: 0,
+                },
+            );
+        });
+        one(&|b| put_ready(b, 7, &[3; 16]));
+        one(&|b| put_refused(b, "no"));
+        one(&|b| {
+            let h = CallHeader { task: 9, entry: 1, func: 2, type_hash: 3, mac: 4 };
+            put_call(b, false, &h, 512, |o| {
+                o.extend_from_slice(b"payload");
+                Ok(())
+            })
+            .unwrap();
+        });
+        one(&|b| {
+            let start = begin_ok(b, 9);
+            b.extend_from_slice(&[5; 20]);
+            end_ok(b, start, 512).unwrap();
+        });
+        one(&|b| put_panic(b, 9, "boom", 512));
+        one(&|b| put_failed(b, 9, "bad", 512));
+        one(&|b| put_init_failed(b, "init", 512));
+        frames
+    }
+
+    const MAX: u32 = 512;
+
+    /// Decodes everything in `buf` as the manager does, and reads it with
+    /// the blocking reader as a child does; neither may panic, loop, or
+    /// claim more bytes than there are.
+    fn check(buf: &[u8]) {
+        let mut at = 0;
+        loop {
+            match decode(&buf[at..], MAX) {
+                Ok(Some((_, used))) => {
+                    assert!(used > LEN_BYTES && at + used <= buf.len());
+                    at += used;
+                }
+                Ok(None) => {
+                    let rest = &buf[at..];
+                    let complete = frame_len(rest, MAX)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|l| rest.len() >= LEN_BYTES + l);
+                    assert!(!complete, "a whole frame was reported incomplete");
+                    break;
+                }
+                Err(FrameError::Oversized { len, max }) => {
+                    assert!(len > u64::from(max));
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let mut reader = FrameReader::new(std::io::Cursor::new(buf.to_vec()), MAX);
+        for _ in 0..=buf.len() {
+            match reader.next(|| {}) {
+                Ok(_) => assert!(reader.buf.len() <= buf.len() + READ_CHUNK),
+                Err(_) => return,
+            }
+        }
+        panic!("the reader returned more frames than there are bytes");
+    }
+
+    #[test]
+    fn the_decoder_survives_random_truncated_and_corrupted_input() {
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let corpus = corpus();
+        for frame in &corpus {
+            assert!(matches!(decode(frame, MAX), Ok(Some((_, n))) if n == frame.len()));
+        }
+        let rounds = if cfg!(miri) { 300 } else { 20_000 };
+        for round in 0..rounds {
+            let buf = match round % 5 {
+                0 => {
+                    let n = rng.below(300);
+                    rng.bytes(n)
+                }
+                1 => {
+                    let f = &corpus[rng.below(corpus.len())];
+                    f[..rng.below(f.len())].to_vec()
+                }
+                2 => {
+                    let mut f = corpus[rng.below(corpus.len())].clone();
+                    for _ in 0..=rng.below(4) {
+                        let bit = rng.below(f.len() * 8);
+                        f[bit / 8] ^= 1 << (bit % 8);
+                    }
+                    f
+                }
+                3 => {
+                    // A length prefix that lies, possibly enormous.
+                    let mut f = (rng.next() as u32).to_le_bytes().to_vec();
+                    let n = rng.below(64);
+                    f.extend(rng.bytes(n));
+                    f
+                }
+                _ => {
+                    // Several frames back to back, the last one cut.
+                    let mut f = Vec::new();
+                    for _ in 0..=rng.below(4) {
+                        f.extend_from_slice(&corpus[rng.below(corpus.len())]);
+                    }
+                    f.truncate(f.len() - rng.below(8).min(f.len()));
+                    f
+                }
+            };
+            check(&buf);
+        }
+    }
+
+    #[test]
+    fn the_reader_reports_truncation_eof_and_oversize() {
+        let corpus = corpus();
+        let frame = &corpus[3];
+        let mut r = FrameReader::new(std::io::Cursor::new(frame[..frame.len() - 1].to_vec()), MAX);
+        assert!(matches!(r.next(|| {}), Err(ReadError::Truncated)));
+        let mut r = FrameReader::new(std::io::Cursor::new(frame.clone()), MAX);
+        assert!(matches!(r.next(|| {}), Ok(Frame::Call(_))));
+        assert!(matches!(r.next(|| {}), Err(ReadError::Eof)));
+        // A prefix announcing 4 GiB is refused before anything is allocated.
+        let mut r = FrameReader::new(std::io::Cursor::new(vec![0xff; 8]), MAX);
+        assert!(matches!(r.next(|| {}), Err(ReadError::Frame(FrameError::Oversized { .. }))));
+        assert!(r.buf.capacity() <= READ_CHUNK + 8);
     }
 
     #[test]
