@@ -82,7 +82,7 @@ impl ChildHandle {
     /// The child's pid, once forked.
     pub(crate) fn pid(&self) -> Option<u32> {
         match *self.state.lock() {
-            State::Running { pid } | State::Exited { pid, .. } => Some(pid as u32),
+            State::Running { pid } | State::Exited { pid, .. } => Some(pid.cast_unsigned()),
             _ => None,
         }
     }
@@ -232,7 +232,7 @@ pub(crate) fn spawn(
     let (h, s) = (Arc::clone(&handle), Arc::clone(&slot));
     let spawned = std::thread::Builder::new()
         .name("procpool-keeper".into())
-        .stack_size(64 * 1024)
+        .stack_size(128 * 1024)
         .spawn(move || keeper(&request, &h, &s));
     if let Err(e) = spawned {
         *handle.state.lock() = State::Failed;
@@ -314,7 +314,7 @@ fn start(handle: &ChildHandle) -> io::Result<(i32, File, File, OwnedFd)> {
         });
     }
     let child = command.spawn()?;
-    let pid = child.id() as i32;
+    let pid = child.id().cast_signed();
     // Dropping a `std::process::Child` neither waits nor kills: the keeper
     // reaps the pid itself.
     drop(child);
@@ -420,7 +420,7 @@ fn reap(pid: i32, handle: &ChildHandle) -> i32 {
         let r = unsafe {
             libc::waitid(
                 libc::P_PID,
-                pid as libc::id_t,
+                libc::id_t::try_from(pid).unwrap_or_default(),
                 &raw mut info,
                 libc::WEXITED | libc::WNOWAIT,
             )

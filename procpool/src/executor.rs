@@ -152,6 +152,7 @@ impl Builder {
     /// `initializer=f, initargs=(args,)`). If it panics, the pool is broken:
     /// pending futures fail and new submissions are refused.
     #[must_use]
+    #[allow(clippy::needless_pass_by_value)] // by value, as Python's `initargs`
     pub fn initializer<A>(mut self, f: fn(A), args: A) -> Builder
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -528,6 +529,7 @@ impl ProcessPoolExecutor {
     /// [`Error::BrokenPool`] once the pool is broken; [`Error::Function`]
     /// when `f` cannot be called in a worker; [`Error::Encode`] when the
     /// arguments cannot be encoded or are over the frame limit.
+    #[allow(clippy::needless_pass_by_value)] // by value, as Python's `*args`
     pub fn submit<A, R>(&self, f: fn(A) -> R, args: A) -> Result<Future<R>, Error>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -1122,7 +1124,11 @@ impl Manager {
             // SAFETY: every iovec points into a frame owned by `in_flight`,
             // which is not changed during the call.
             let n = unsafe {
-                libc::writev(to_child.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int)
+                libc::writev(
+                    to_child.as_raw_fd(),
+                    iov.as_ptr(),
+                    libc::c_int::try_from(iov.len()).unwrap_or(64),
+                )
             };
             if n < 0 {
                 let e = io::Error::last_os_error();
@@ -1136,7 +1142,7 @@ impl Manager {
                 }
                 return;
             }
-            let mut n = n as usize;
+            let mut n = n.cast_unsigned();
             while n > 0 {
                 let left = w.in_flight[w.sent].0.frame.len() - w.written;
                 if n >= left {
@@ -1243,7 +1249,7 @@ impl Manager {
                     job.done.finish(Err(TaskError::Panicked(Box::new(message.into_owned()))));
                 }
                 Frame::Failed { message, .. } => {
-                    job.done.finish(Err(TaskError::Other(message.into_owned())))
+                    job.done.finish(Err(TaskError::Other(message.into_owned())));
                 }
                 _ => {}
             }

@@ -46,12 +46,12 @@ pub(crate) fn anchor() -> usize {
 
 /// An address as an offset from the anchor.
 pub(crate) fn offset_of(addr: usize) -> i64 {
-    addr.wrapping_sub(anchor()) as i64
+    addr.wrapping_sub(anchor()).cast_signed() as i64
 }
 
 /// The address an offset from the anchor names in this process.
 fn address_of(offset: i64) -> usize {
-    anchor().wrapping_add(offset as usize)
+    anchor().wrapping_add((offset as isize).cast_unsigned())
 }
 
 /// What running an entry point produced.
@@ -348,6 +348,7 @@ fn object_name(addr: usize) -> Option<String> {
 /// The path this process re-executes to start a child: the very file it
 /// runs from (on Linux `/proc/self/exe`, which names the running file even
 /// if the path was since replaced or deleted).
+#[cfg_attr(any(target_os = "linux", target_os = "android"), allow(clippy::unnecessary_wraps))]
 pub(crate) fn executable() -> io::Result<std::path::PathBuf> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
@@ -380,11 +381,11 @@ pub(crate) fn build_id() -> io::Result<[u8; 16]> {
         meta.dev(),
         meta.ino(),
         meta.size(),
-        meta.mtime() as u64,
-        meta.mtime_nsec() as u64,
-        offset_of(probe as usize) as u64,
-        offset_of(chunk_probe as usize) as u64,
-        offset_of(run_call as *const () as usize) as u64,
+        meta.mtime().cast_unsigned(),
+        meta.mtime_nsec().cast_unsigned(),
+        offset_of(probe as usize).cast_unsigned(),
+        offset_of(chunk_probe as usize).cast_unsigned(),
+        offset_of(run_call as *const () as usize).cast_unsigned(),
         u64::from(wire::PROTOCOL),
     ] {
         input.extend_from_slice(&v.to_le_bytes());
@@ -412,7 +413,11 @@ pub(crate) fn random_secret() -> io::Result<[u8; 16]> {
 
 /// The build id as hex, for messages.
 pub(crate) fn hex(id: &[u8; 16]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write;
+    id.iter().fold(String::with_capacity(32), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 #[cfg(test)]
@@ -487,8 +492,8 @@ mod tests {
         for _ in 0..if cfg!(miri) { 100 } else { 20_000 } {
             let h = wire::CallHeader {
                 task: rng.next(),
-                entry: rng.next() as i64,
-                func: rng.next() as i64,
+                entry: rng.next().cast_signed(),
+                func: rng.next().cast_signed(),
                 type_hash: rng.next(),
                 mac: rng.next(),
             };

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// How long `start` waits for the child to reach `procpool::init()` and
 /// answer the handshake before it kills it.
-pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// A function running in a child process: Python's
 /// `multiprocessing.Process` with the spawn start method.
@@ -90,6 +90,7 @@ impl Process {
     /// A process that will run `target(args)` once started (Python's
     /// `Process(target=f, args=(...))`). Named `Process-N` unless
     /// [`name`](Process::name) says otherwise; not a daemon.
+    #[allow(clippy::needless_pass_by_value)] // by value, as Python's `args=`
     pub fn new<A>(target: fn(A), args: A) -> Process
     where
         A: Serialize + DeserializeOwned + 'static,

@@ -301,7 +301,7 @@ pub(crate) fn put_ready(out: &mut Vec<u8>, pid: u32, build_id: &[u8; 16]) {
     let _ = e.finish(u32::MAX);
 }
 
-/// Appends a frame carrying only a message (REFUSED, INIT_FAILED), cut to
+/// Appends a frame carrying only a message (`REFUSED`, `INIT_FAILED`), cut to
 /// fit the limit.
 fn put_message(out: &mut Vec<u8>, kind: u8, task: Option<u64>, message: &str, max: u32) {
     let e = Encoder::begin(out, kind);
@@ -322,7 +322,7 @@ pub(crate) fn put_refused(out: &mut Vec<u8>, message: &str) {
     put_message(out, REFUSED, None, message, DEFAULT_MAX_FRAME);
 }
 
-/// Appends an INIT_FAILED frame.
+/// Appends an `INIT_FAILED` frame.
 pub(crate) fn put_init_failed(out: &mut Vec<u8>, message: &str, max: u32) {
     put_message(out, INIT_FAILED, None, message, max);
 }

@@ -24,10 +24,8 @@ use std::os::fd::{FromRawFd, RawFd};
 /// the child writes to stdout before this call is discarded.)
 ///
 /// ```
-/// fn main() {
-///     procpool::init();
-///     // ... the program, which may start processes and pools
-/// }
+/// procpool::init(); // first thing in `main`
+/// // ... the program, which may start processes and pools
 /// ```
 pub fn init() {
     let Some(value) = std::env::var_os(ENV) else { return };
@@ -122,7 +120,7 @@ fn child_main(fds: ChildFds) -> ! {
     }
     // The parent may have died before `PR_SET_PDEATHSIG` took effect.
     // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } as u32 != fds.parent {
+    if unsafe { libc::getppid() }.cast_unsigned() != fds.parent {
         std::process::exit(EXIT_ORPHANED);
     }
     start_lifeline_watch(fds.lifeline);

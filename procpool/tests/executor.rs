@@ -1,5 +1,7 @@
 //! `ProcessPoolExecutor`: Python's `concurrent.futures.ProcessPoolExecutor`,
 //! with real worker processes.
+// Task functions take their arguments by value: the worker decodes them.
+#![allow(clippy::needless_pass_by_value)]
 
 use procpool::{Error, Future, ProcessPoolExecutor, TaskError};
 use std::collections::HashSet;
@@ -16,7 +18,7 @@ fn get<T: Sync + Clone>(f: &Future<T>) -> Result<T, String> {
     match f.result_timeout(LIMIT) {
         Ok(Ok(v)) => Ok(v.clone()),
         Ok(Err(e)) => Err(format!("{e:?}")),
-        Err(_) => panic!("a future was not done within {LIMIT:?}"),
+        Err(pool::TimeoutError) => panic!("a future was not done within {LIMIT:?}"),
     }
 }
 
@@ -25,7 +27,7 @@ fn broken_message(f: &Future<impl Sync>) -> String {
         Ok(Err(TaskError::BrokenPool(message))) => message.clone(),
         Ok(Err(e)) => panic!("expected a broken pool, got {e:?}"),
         Ok(Ok(_)) => panic!("expected a broken pool, got a result"),
-        Err(_) => panic!("a future was not done within {LIMIT:?}"),
+        Err(pool::TimeoutError) => panic!("a future was not done within {LIMIT:?}"),
     }
 }
 
@@ -37,7 +39,7 @@ fn scratch(name: &str) -> PathBuf {
     path
 }
 
-fn wait_for_file(path: &PathBuf) {
+fn wait_for_file(path: &std::path::Path) {
     let start = Instant::now();
     while !path.exists() {
         assert!(start.elapsed() < LIMIT, "{} never appeared", path.display());
@@ -168,7 +170,7 @@ fn kill_9_of_a_worker_breaks_the_pool() {
     let queued = pool.submit(square, 2).unwrap();
     wait_for_file(&path);
     // SAFETY: sends SIGKILL to our own worker.
-    assert_eq!(unsafe { libc::kill(worker as i32, libc::SIGKILL) }, 0);
+    assert_eq!(unsafe { libc::kill(worker.cast_signed(), libc::SIGKILL) }, 0);
     let message = broken_message(&running);
     assert!(message.contains("signal 9"), "{message}");
     assert!(message.contains(&worker.to_string()), "{message}");

@@ -3,6 +3,10 @@
 //!
 //! Alone in its test binary: it makes this process a child subreaper, so
 //! the orphaned workers become its children and it can reap them.
+#![cfg(target_os = "linux")]
+// /proc and PR_SET_CHILD_SUBREAPER
+// Task functions take their arguments by value: the worker decodes them.
+#![allow(clippy::needless_pass_by_value)]
 
 use procpool::{Process, ProcessPoolExecutor};
 use std::time::{Duration, Instant};
@@ -15,7 +19,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// pid), then runs for long.
 fn busy(dir: String) -> u32 {
     std::fs::write(format!("{dir}/running-{}", std::process::id()), b"").unwrap();
-    std::thread::sleep(Duration::from_secs(120));
+    std::thread::sleep(Duration::from_mins(2));
     std::process::id()
 }
 
@@ -35,7 +39,7 @@ fn start_pool_and_wait(path: String) {
     let tmp = format!("{path}.tmp");
     std::fs::write(&tmp, pids.join(" ")).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
-    std::thread::sleep(Duration::from_secs(120));
+    std::thread::sleep(Duration::from_mins(2));
 }
 
 /// "gone", or the state letter from /proc/PID/stat.
@@ -89,12 +93,12 @@ fn workers_die_when_their_parent_is_killed() {
             if s == "Z" {
                 // Dead; reparented to us, so ours to reap.
                 // SAFETY: waits for a specific pid with a valid status pointer.
-                unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
+                unsafe { libc::waitpid(pid.cast_signed(), std::ptr::null_mut(), 0) };
                 break;
             }
             if start.elapsed() > LIMIT {
                 // SAFETY: kill has no memory effects; clean up before failing.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                unsafe { libc::kill(pid.cast_signed(), libc::SIGKILL) };
                 panic!("worker {pid} outlived its parent (state {s})");
             }
             std::thread::sleep(Duration::from_millis(10));

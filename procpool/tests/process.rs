@@ -1,4 +1,6 @@
 //! `Process`: Python's `multiprocessing.Process`, with real child processes.
+// Task functions take their arguments by value: the worker decodes them.
+#![allow(clippy::needless_pass_by_value)]
 
 use procpool::{Error, Process};
 use std::path::PathBuf;
@@ -147,4 +149,55 @@ fn a_child_of_another_build_refuses_the_handshake() {
     }
     assert!(started.elapsed() < LIMIT);
     assert_eq!(p.pid(), None);
+}
+
+/// Writes `path` after `ms` milliseconds.
+fn write_later((path, ms): (String, u64)) {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::fs::write(path, b"done").unwrap();
+}
+
+/// Starts a grandchild that writes `path` after a while, records its pid
+/// in `path.pid`, and returns without joining it.
+fn start_grandchild((path, daemon, ms): (String, bool, u64)) {
+    let g = Process::new(write_later, (path.clone(), ms)).daemon(daemon);
+    g.start().unwrap();
+    std::fs::write(format!("{path}.pid"), g.pid().unwrap().to_string()).unwrap();
+}
+
+#[test]
+fn a_parent_waits_for_its_non_daemon_children_when_it_exits() {
+    let path = scratch("non-daemon");
+    let p = Process::new(start_grandchild, (path.display().to_string(), false, 300));
+    let _reap = Reap(&p);
+    p.start().unwrap();
+    assert!(p.join_timeout(LIMIT));
+    assert_eq!(p.exitcode(), Some(0));
+    // The child's exit waited for the grandchild, which wrote its file.
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "done");
+}
+
+#[test]
+fn a_parent_terminates_its_daemon_children_when_it_exits() {
+    let path = scratch("daemon");
+    let started = Instant::now();
+    let p = Process::new(start_grandchild, (path.display().to_string(), true, 60_000));
+    let _reap = Reap(&p);
+    p.start().unwrap();
+    assert!(p.join_timeout(LIMIT));
+    assert_eq!(p.exitcode(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(!path.exists());
+    let pid = std::fs::read_to_string(format!("{}.pid", path.display())).unwrap();
+    // The child terminated and reaped it before exiting.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(stat.is_empty() || !stat.contains(&format!(" {} ", p.pid().unwrap())), "{stat}");
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Process>();
+    check::<procpool::ProcessPoolExecutor>();
+    check::<procpool::Error>();
 }

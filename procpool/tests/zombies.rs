@@ -3,6 +3,10 @@
 //! child left, zombie or not.
 //!
 //! Alone in its test binary, so no other test's children are counted.
+#![cfg(target_os = "linux")]
+// /proc and PR_SET_CHILD_SUBREAPER
+// Task functions take their arguments by value: the worker decodes them.
+#![allow(clippy::needless_pass_by_value)]
 
 use procpool::{Process, ProcessPoolExecutor};
 use std::time::Duration;
