@@ -15,6 +15,7 @@ commands:
   demo           walk through the Python memo's snippets in Rust";
 
 fn main() -> ExitCode {
+    procpool::init(); // the demo starts worker processes of this program
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
