@@ -244,6 +244,10 @@ impl Deadline {
         }
     }
 
+    pub(crate) fn is_never(self) -> bool {
+        self.0.is_none()
+    }
+
     /// Sleeps while `word` holds `expected`; `false` once the deadline passed.
     pub(crate) fn wait(self, word: &AtomicU32, expected: u32) -> bool {
         match self.0 {
@@ -351,6 +355,10 @@ impl<T> Core<T> {
     pub(crate) fn is_cancelled(&self) -> bool {
         self.load() & STATE_MASK == CANCELLED
     }
+
+    pub(crate) fn is_done(&self) -> bool {
+        is_done(self.load())
+    }
 }
 
 /// The task half of a cell: the closure of a submitted task, or nothing for
@@ -375,7 +383,6 @@ pub(crate) trait Slot<T>: Send + Sync {
     /// No other thread can run or drop the closure: the future is done
     /// without having been claimed (cancelled or failed from `PENDING`) and
     /// the caller owns the executor's single queue entry for it.
-    #[allow(dead_code)] // used by the executor, which is being built
     unsafe fn discard(&self);
 }
 
@@ -389,7 +396,6 @@ pub(crate) struct Cell<T, S: ?Sized> {
 pub(crate) type DynCell<T> = Cell<T, dyn Slot<T>>;
 
 /// The closure of a submitted task.
-#[allow(dead_code)] // used by the executor, which is being built
 pub(crate) struct TaskSlot<F> {
     pool: usize,
     task: UnsafeCell<Option<F>>,
@@ -437,7 +443,6 @@ impl<T> Slot<T> for NoTask {
 
 /// A new task cell for `f`, submitted to pool `pool`: the future handle and
 /// the executor's reference to the same allocation.
-#[allow(dead_code)] // used by the executor, which is being built
 pub(crate) fn task_cell<T, F>(pool: usize, f: F) -> (Future<T>, Arc<Cell<T, TaskSlot<F>>>)
 where
     T: Send + 'static,
@@ -461,6 +466,25 @@ pub(crate) fn complete<T>(cell: &Arc<DynCell<T>>, outcome: Result<T, TaskError>)
     // looks at the slot before FINISHED is published below.
     unsafe { (*cell.core.value.get()).write(outcome) };
     finish(cell, &[COMPLETING], FINISHED).is_ok()
+}
+
+/// Fails a future that nobody has started with `error` (its pool broke).
+/// Returns whether it did.
+pub(crate) fn fail_pending<T>(cell: &Arc<DynCell<T>>, error: TaskError) -> bool {
+    if cell.core.transition(&[PENDING], COMPLETING).is_err() {
+        return false;
+    }
+    // SAFETY: as in `complete`.
+    unsafe { (*cell.core.value.get()).write(Err(error)) };
+    finish(cell, &[COMPLETING], FINISHED).is_ok()
+}
+
+/// `future.cancel()` on a cell.
+pub(crate) fn cancel<T>(cell: &Arc<DynCell<T>>) -> bool {
+    match finish(cell, &[PENDING], CANCELLED) {
+        Ok(()) => true,
+        Err(s) => s & STATE_MASK == CANCELLED,
+    }
 }
 
 /// Moves the state from one of `from` to the final state `to` (publishing
@@ -600,11 +624,6 @@ impl<T> Future<T> {
         Future { cell: Arc::clone(cell) }
     }
 
-    #[allow(dead_code)] // used by the executor, which is being built
-    pub(crate) fn cell(&self) -> &Arc<DynCell<T>> {
-        &self.cell
-    }
-
     /// Whether both handles are the same future.
     pub fn ptr_eq(&self, other: &Future<T>) -> bool {
         Arc::ptr_eq(&self.cell, &other.cell)
@@ -616,10 +635,7 @@ impl<T> Future<T> {
     /// cancelled then), `true` when it is now cancelled (also when it was
     /// already). Cancelling runs the done-callbacks.
     pub fn cancel(&self) -> bool {
-        match finish(&self.cell, &[PENDING], CANCELLED) {
-            Ok(()) => true,
-            Err(s) => s & STATE_MASK == CANCELLED,
-        }
+        cancel(&self.cell)
     }
 
     /// Whether the call was cancelled (`future.cancelled()`).
@@ -798,10 +814,11 @@ fn register<T>(core: &Core<T>, entry: Notify<T>) -> Result<(), Notify<T>> {
 /// Waits until the future is done (and, with `quiet`, its callbacks have
 /// run), or the deadline passes. Returns whether it is.
 ///
-/// A pool worker waiting for a task of its own pool that is still pending
-/// claims it and runs it inline (so a pool whose workers all wait on queued
-/// tasks cannot deadlock); otherwise it tells its pool that it blocks, so the
-/// pool may start a compensating worker.
+/// A pool worker that waits without a timeout for a task of its own pool
+/// that is still pending claims it and runs it inline, so a pool whose
+/// workers all wait on queued tasks cannot deadlock (see the crate docs);
+/// otherwise it sleeps. (A timed wait never runs the task: it could not
+/// return on time.)
 fn wait_state<T>(cell: &Arc<DynCell<T>>, deadline: Deadline, quiet: bool) -> bool {
     let core = &cell.core;
     let ready = |s: u32| is_done(s) && !(quiet && s & NOTIFYING != 0);
@@ -809,7 +826,11 @@ fn wait_state<T>(cell: &Arc<DynCell<T>>, deadline: Deadline, quiet: bool) -> boo
     if ready(s) {
         return true;
     }
-    if s & STATE_MASK == PENDING && worker::may_run_inline(cell.slot.pool_id()) && core.claim() {
+    if s & STATE_MASK == PENDING
+        && deadline.is_never()
+        && worker::may_run_inline(cell.slot.pool_id())
+        && core.claim()
+    {
         // SAFETY: the claim above made this thread the task's owner.
         unsafe { cell.slot.run(cell) };
         s = core.load();
@@ -824,7 +845,6 @@ fn wait_state<T>(cell: &Arc<DynCell<T>>, deadline: Deadline, quiet: bool) -> boo
             return true;
         }
     }
-    let _blocked = worker::blocking();
     loop {
         if ready(s) {
             return true;
@@ -993,7 +1013,6 @@ impl Waiter {
                     return true;
                 }
             }
-            let _blocked = worker::blocking();
             if !deadline.wait(&self.word, 1) {
                 let mut done = self.done.lock();
                 let got = !done.is_empty();
@@ -1029,10 +1048,18 @@ fn unwatch<T>(futures: &[Future<T>], indices: impl Iterator<Item = usize>, waite
     }
 }
 
-/// A pool worker that waits for many futures first runs those of them that
-/// are still queued in its own pool (each is claimed, so none runs twice).
-/// Stops early once `stop` says so.
-fn run_pending_inline<T>(futures: &[Future<T>], indices: &[usize], stop: impl Fn() -> bool) {
+/// A pool worker that waits without a timeout for many futures first runs
+/// those of them that are still queued in its own pool (each is claimed, so
+/// none runs twice). Stops early once `stop` says so.
+fn run_pending_inline<T>(
+    futures: &[Future<T>],
+    indices: &[usize],
+    deadline: Deadline,
+    stop: impl Fn() -> bool,
+) {
+    if !deadline.is_never() {
+        return;
+    }
     for &i in indices {
         let cell = &futures[i].cell;
         if stop() {
@@ -1106,7 +1133,10 @@ impl<'a, T> Iterator for AsCompleted<'a, T> {
                 return None;
             }
             let pending: Vec<usize> = self.pending.iter().copied().collect();
-            run_pending_inline(self.futures, &pending, || !self.waiter.done.lock().is_empty());
+            let waiter = &self.waiter;
+            run_pending_inline(self.futures, &pending, self.deadline, || {
+                !waiter.done.lock().is_empty()
+            });
             let mut got = Vec::new();
             if !self.waiter.collect(&mut got, self.deadline) {
                 self.timed_out = true;
@@ -1190,7 +1220,7 @@ pub fn wait<T>(
         }
         let list: Vec<usize> = pending.iter().copied().collect();
         let first = when == ReturnWhen::FirstCompleted;
-        run_pending_inline(futures, &list, || first && !waiter.done.lock().is_empty());
+        run_pending_inline(futures, &list, deadline, || first && !waiter.done.lock().is_empty());
         let mut got = Vec::new();
         let arrived = waiter.collect(&mut got, deadline);
         for i in got {

@@ -1,27 +1,11 @@
-//! The calling thread's pool-worker context, as seen by a blocking wait.
-//!
-//! The executor fills this in on its worker threads; a future's wait asks it
-//! whether the caller may run a pending task inline and tells it when the
-//! caller is about to block.
+//! The calling thread's pool-worker context, as seen by a future's wait.
 
-use std::cell::Cell;
+use crate::registry::WorkerThread;
 
-thread_local! {
-    /// The id of the pool this thread works for (0: not a worker).
-    static POOL_ID: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Whether the calling thread is a worker of pool `pool_id` (never for 0).
+/// Whether the calling thread is a worker of pool `pool_id` (never for 0),
+/// and so may run a still-pending task of that pool inline while it waits
+/// for it.
 #[inline]
 pub(crate) fn may_run_inline(pool_id: usize) -> bool {
-    pool_id != 0 && POOL_ID.with(Cell::get) == pool_id
+    pool_id != 0 && WorkerThread::current(|wt| wt.is_some_and(|wt| wt.registry.id == pool_id))
 }
-
-/// Marks the calling thread as blocked until the guard is dropped.
-#[inline]
-pub(crate) fn blocking() -> Blocking {
-    Blocking(())
-}
-
-/// The guard [`blocking`] returns.
-pub(crate) struct Blocking(());

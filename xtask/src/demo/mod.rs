@@ -4,6 +4,7 @@
 //! One file per topic; each exposes `run() -> Result<(), String>`.
 
 mod locks;
+mod pool;
 mod procpool;
 
 pub(crate) fn section(title: &str) {
@@ -23,6 +24,8 @@ pub(crate) fn run() -> Result<(), String> {
     println!("# The Python memo, in Rust");
     section("threading");
     locks::run()?;
+    section("concurrent.futures");
+    pool::run()?;
     procpool::run()?;
     println!("\ndemo: done");
     Ok(())
