@@ -242,8 +242,25 @@ pub(crate) fn spawn(
     Ok((handle, slot))
 }
 
+/// Blocks SIGPIPE in the calling thread (one of this crate's own): a write
+/// to a child that died then fails with `EPIPE` instead of killing the
+/// parent, even in a program that does not ignore SIGPIPE as Rust's
+/// runtime does. (The signal stays pending on this thread, which never
+/// unblocks it; a forked child starts with an empty mask and no pending
+/// signal.)
+pub(crate) fn block_sigpipe() {
+    // SAFETY: builds a signal set on the stack and changes only the calling
+    // thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut());
+    }
+}
+
 /// A pipe whose both ends are close-on-exec.
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     {
@@ -259,9 +276,9 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
             return Err(io::Error::last_os_error());
         }
         for fd in fds {
-            // SAFETY: `fd` was just returned by `pipe`. (Without `pipe2` a
-            // fork in another thread between the two calls may inherit the
-            // fd until that child's exec; it is closed there by the exec.)
+            // SAFETY: `fd` was just returned by `pipe`. (Without `pipe2`, a
+            // fork by another thread between the two calls can leak the fd
+            // into that thread's child: a known limit on macOS.)
             unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
     }
@@ -336,6 +353,7 @@ fn start(handle: &ChildHandle) -> io::Result<(i32, File, File, OwnedFd)> {
 
 /// The keeper: start, handshake, publish, wait, reap.
 fn keeper(request: &SpawnRequest, handle: &ChildHandle, slot: &OneShot<SpawnResult>) {
+    block_sigpipe();
     let (pid, mut to_child, from_child, lifeline) = match start(handle) {
         Ok(started) => started,
         Err(e) => {

@@ -36,7 +36,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -346,20 +346,16 @@ fn nonblocking(fd: &impl AsRawFd) {
 }
 
 fn wake_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a valid array for `pipe` to fill.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds are new and owned by nobody else.
-    let (r, w): (OwnedFd, OwnedFd) =
-        unsafe { (FromRawFd::from_raw_fd(fds[0]), FromRawFd::from_raw_fd(fds[1])) };
-    for fd in [&r, &w] {
-        nonblocking(fd);
-        // SAFETY: fcntl on an fd we own.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
+    let (r, w) = child::pipe()?;
+    nonblocking(&r);
+    nonblocking(&w);
     Ok((r, w))
+}
+
+std::thread_local! {
+    /// The pool whose manager this thread is (0: none), so that a done
+    /// callback that shuts its own pool down does not wait for itself.
+    static MANAGER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 impl ProcessPoolExecutor {
@@ -579,8 +575,10 @@ impl ProcessPoolExecutor {
     ///
     /// With `cancel_futures`, tasks not yet started are cancelled; the
     /// others run to completion. With `wait`, returns once every task has
-    /// finished and every worker has exited and been reaped. Calling it
-    /// again is harmless.
+    /// finished and every worker has exited and been reaped (except when
+    /// called from a done callback of this pool, which runs on the pool's
+    /// own manager thread: then it cannot wait). Calling it again is
+    /// harmless.
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
         let cancelled = {
             let mut q = self.shared.queue.lock();
@@ -591,7 +589,9 @@ impl ProcessPoolExecutor {
             job.done.cancel();
         }
         self.shared.wake();
-        if wait {
+        let on_manager =
+            MANAGER_OF.with(std::cell::Cell::get) == Arc::as_ptr(&self.shared) as usize;
+        if wait && !on_manager {
             self.shared.finished.wait();
         }
     }
@@ -828,6 +828,8 @@ impl Manager {
     }
 
     fn run(mut self) {
+        child::block_sigpipe();
+        MANAGER_OF.with(|m| m.set(Arc::as_ptr(&self.shared) as usize));
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
         if let Err(payload) = outcome {
             let why = format!(

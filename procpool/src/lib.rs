@@ -3,9 +3,44 @@
 //!
 //! | Python | Rust |
 //! | --- | --- |
-//! | `if __name__ == "__main__":` | [`procpool::init()`](init) first thing in `main` |
+//! | `if __name__ == "__main__":` | [`procpool::init()`](init), the first statement of `main` |
 //! | `multiprocessing.Process(target=f, args=(x,))` | [`Process::new(f, x)`](Process::new) |
-//! | `p.start()`, `p.join()`, `p.exitcode` | [`start`](Process::start), [`join`](Process::join), [`exitcode`](Process::exitcode) |
+//! | `p.start()`, `p.join()`, `p.exitcode`, `p.terminate()` | [`start`](Process::start), [`join`](Process::join), [`exitcode`](Process::exitcode), [`terminate`](Process::terminate) |
+//! | `ProcessPoolExecutor(max_workers=5)` | [`ProcessPoolExecutor::builder().max_workers(5).build()?`](ProcessPoolExecutor::builder) |
+//! | `pool.submit(f, x)` | [`pool.submit(f, x)?`](ProcessPoolExecutor::submit), a [`pool::Future`] |
+//! | `pool.map(f, items, chunksize=k)` | [`pool.map(f, items, k)?`](ProcessPoolExecutor::map) |
+//! | `pool.shutdown(wait=True, cancel_futures=False)` | [`pool.shutdown(true, false)`](ProcessPoolExecutor::shutdown) |
+//! | `BrokenProcessPool` | [`TaskError::BrokenPool`], [`Error::BrokenPool`] |
+//!
+//! ```no_run
+//! use procpool::ProcessPoolExecutor;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     procpool::init(); // children enter here; in the parent it returns at once
+//!     let pool = ProcessPoolExecutor::builder().max_workers(4).build()?;
+//!     let futures: Vec<_> = (0..8).map(|x| pool.submit(square, x)).collect::<Result<_, _>>()?;
+//!     for f in futures {
+//!         println!("{}", f.into_result()?);
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # In tests
+//!
+//! A test binary's `main` belongs to the test harness, so it cannot call
+//! [`init`] first. Put [`procpool::test_entry!();`](test_entry) once in each
+//! integration test file that starts processes: it defines a test named
+//! `__procpool_worker_entry` that calls [`init`]. A child of a test binary
+//! is started with arguments that make the harness run only that test
+//! (`__procpool_worker_entry --nocapture --test-threads=1`), so `cargo
+//! test` works unchanged, filters included. (A test binary with
+//! `harness = false` calls [`init`] first in its own `main`, as a program
+//! does.)
 //!
 //! # Processes of the same program
 //!
@@ -72,10 +107,13 @@
 //! so they do not compile.
 //!
 //! Limits: the function must be compiled into the executable (not a shared
-//! library); parent and child must run the same file; the MAC protects the
-//! pipe, not a child from code that already runs inside it; each child
-//! starts with fresh statics (use a pool's initializer for per-worker
-//! state), as in Python.
+//! library; where the loader cannot tell, as in a fully static executable,
+//! which has no shared libraries, the first check passes); parent and child
+//! must run the same file; the MAC protects the pipe, not a child from code
+//! that already runs inside it; the type hash compares type *names*, which
+//! is a last check, not a proof; each child starts with fresh statics (use
+//! a pool's initializer for per-worker state), as in Python; arguments and
+//! results must be `serde` types (no references, no open files or sockets).
 //!
 //! # Transport
 //!
@@ -87,10 +125,28 @@
 //! frame is an error for that task or that child, never a panic, a hang, or
 //! an allocation beyond the bytes actually received.
 //!
+//! # Children, exits and signals
+//!
+//! Each child is forked by a *keeper* thread of the parent that lives until
+//! it has reaped that child, so every child is reaped (no zombies), and a
+//! signal is never sent to a pid that was already reaped and recycled.
+//! Children die with their parent: on Linux through `PR_SET_PDEATHSIG`
+//! (set in the child before exec; it fires when the forking thread dies,
+//! which is why the keeper outlives the child), and everywhere through a
+//! *lifeline* pipe whose end only the parent holds: a thread in the child
+//! exits the process when it closes. When the parent exits normally, as in
+//! Python, it waits for its non-daemon [`Process`] children and terminates
+//! (then waits for) the daemon ones. The crate's own threads block
+//! SIGPIPE, so a write to a dead child is an `EPIPE` error, never a signal
+//! that kills the parent.
+//!
 //! # Platforms
 //!
-//! Unix: Linux in full; macOS builds (without `PR_SET_PDEATHSIG`, a child
-//! notices its parent's death through the closing of a pipe).
+//! Unix: Linux in full; macOS and FreeBSD build (without
+//! `PR_SET_PDEATHSIG` the lifeline pipe alone ends orphaned children; macOS
+//! has no `pipe2`, so a fork by another thread between creating a pipe and
+//! marking it close-on-exec can leak that pipe into its child). Other
+//! targets fail to compile with a message saying so.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(not(unix))]

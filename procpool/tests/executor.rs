@@ -383,3 +383,15 @@ fn dropping_the_pool_waits_for_its_tasks() {
         assert_eq!(get(f), Ok(20));
     }
 }
+
+#[test]
+fn shutdown_from_a_done_callback_does_not_deadlock() {
+    let pool = std::sync::Arc::new(pool(1));
+    let inner = std::sync::Arc::clone(&pool);
+    let f = pool.submit(sleeps, 50).unwrap();
+    // Runs on the pool's manager thread, which cannot wait for itself.
+    f.add_done_callback(move |_| inner.shutdown(true, false));
+    assert_eq!(get(&f), Ok(50));
+    pool.shutdown(true, false);
+    assert_eq!(pool.submit(square, 1).unwrap_err(), Error::Shutdown);
+}
