@@ -32,6 +32,7 @@ pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_mins(1);
 /// | `p.is_alive()`, `p.pid`, `p.name`, `p.daemon` | `p.is_alive()`, `p.pid()`, `p.get_name()`, `p.is_daemon()` |
 /// | `p.terminate()` / `p.kill()` | `p.terminate()` (SIGTERM) / `p.kill()` (SIGKILL) |
 ///
+/// Dropping a `Process` does not stop its child (as in Python).
 /// When the parent exits normally, it waits for its non-daemon children and
 /// terminates (then waits for) the daemon ones, as Python does. When the
 /// parent dies, its children are killed too (Linux: `PR_SET_PDEATHSIG`;

@@ -289,14 +289,31 @@ fn shutdown_with_cancel_futures_cancels_what_has_not_started() {
     }
 }
 
+/// Returns once `path` exists (at most after the test limit).
+fn wait_for((path, limit_ms): (String, u64)) -> bool {
+    let start = Instant::now();
+    while !std::path::Path::new(&path).exists() {
+        if start.elapsed() > Duration::from_millis(limit_ms) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
 #[test]
 fn shutdown_without_wait_returns_at_once_and_the_work_still_finishes() {
     let pool = pool(1);
-    let f = pool.submit(sleeps, 300).unwrap();
-    let start = Instant::now();
+    let path = scratch("go");
+    // The task finishes only once the test creates the file, which it does
+    // after `shutdown(false, ...)` returned: a shutdown that waited would
+    // hold the test until the task gave up.
+    let f = pool.submit(wait_for, (path.display().to_string(), 20_000)).unwrap();
     pool.shutdown(false, false);
-    assert!(start.elapsed() < Duration::from_millis(250));
-    assert_eq!(get(&f), Ok(300));
+    assert!(!f.done());
+    assert_eq!(pool.submit(square, 1).unwrap_err(), Error::Shutdown);
+    std::fs::write(&path, b"go").unwrap();
+    assert_eq!(get(&f), Ok(true));
     drop(pool);
 }
 
