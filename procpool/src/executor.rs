@@ -44,6 +44,9 @@ use std::time::Duration;
 /// Jobs handed to one worker at once, at most.
 const MAX_BATCH: usize = 64;
 
+/// Free room below which the result buffer grows before a read.
+const READ_ROOM: usize = 16 * 1024;
+
 /// How long a worker that closed its pipe may take to exit before it is
 /// killed.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
@@ -697,6 +700,7 @@ struct Worker {
     to_child: Option<File>,
     from_child: Option<File>,
     inbuf: Vec<u8>,
+    filled: usize,
     /// Jobs sent (or being sent), oldest first; `sent` of them fully
     /// written, `written` bytes of the next.
     in_flight: VecDeque<(Job, Deadline)>,
@@ -713,6 +717,7 @@ impl Worker {
     fn connect(&mut self, c: Connected) {
         nonblocking(&c.to_child);
         nonblocking(&c.from_child);
+        self.filled = c.leftover.len();
         self.inbuf = c.leftover;
         self.to_child = Some(c.to_child);
         self.from_child = Some(c.from_child);
@@ -781,6 +786,7 @@ impl Manager {
             to_child: None,
             from_child: None,
             inbuf: Vec::new(),
+            filled: 0,
             in_flight: VecDeque::new(),
             sent: 0,
             written: 0,
@@ -929,12 +935,12 @@ impl Manager {
                     continue;
                 }
                 if i == usize::MAX {
+                    // At most a byte per round is written (`wake_pending`).
                     let mut sink = [0u8; 64];
                     // SAFETY: reads into a valid buffer from our pipe.
-                    while unsafe {
+                    unsafe {
                         libc::read(self.wake_r.as_raw_fd(), sink.as_mut_ptr().cast(), sink.len())
-                    } > 0
-                    {}
+                    };
                 } else if write {
                     self.flush(i);
                 } else {
@@ -1166,30 +1172,34 @@ impl Manager {
         let Some(mut from_child) = w.from_child.take() else { return };
         let mut closed = false;
         loop {
-            let have = w.inbuf.len();
-            w.inbuf.resize(have + 64 * 1024, 0);
-            match from_child.read(&mut w.inbuf[have..]) {
-                Ok(0) => {
-                    w.inbuf.truncate(have);
-                    closed = true;
-                    break;
-                }
-                Ok(n) => w.inbuf.truncate(have + n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => w.inbuf.truncate(have),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    w.inbuf.truncate(have);
-                    break;
-                }
-                Err(_) => {
-                    w.inbuf.truncate(have);
-                    closed = true;
-                    break;
-                }
+            // `inbuf` stays initialised; `filled` bytes of it are received.
+            if w.inbuf.len() - w.filled < READ_ROOM {
+                let grown = (w.filled + 4 * READ_ROOM).max(2 * w.inbuf.len());
+                w.inbuf.resize(grown, 0);
             }
-            // Hand whole frames over as they arrive, so the buffer holds at
-            // most one partial frame plus one read.
-            if w.inbuf.len() >= 1 << 20 {
-                Self::handle_frames(w, max);
+            let room = w.inbuf.len() - w.filled;
+            match from_child.read(&mut w.inbuf[w.filled..]) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    w.filled += n;
+                    // Hand whole frames over as they arrive, so the buffer
+                    // holds at most one partial frame plus one read.
+                    if w.filled >= 1 << 20 {
+                        Self::handle_frames(w, max);
+                    }
+                    if n < room {
+                        break; // the pipe is empty for now
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
             }
         }
         Self::handle_frames(w, max);
@@ -1197,10 +1207,10 @@ impl Manager {
         if closed && !w.eof {
             w.eof = true;
             w.eof_deadline = Deadline::after(EXIT_GRACE);
-            if !w.inbuf.is_empty() && w.kill.is_none() {
+            if w.filled > 0 && w.kill.is_none() {
                 w.kill(Kill::Protocol(format!(
                     "its output ended inside a frame ({} bytes)",
-                    w.inbuf.len()
+                    w.filled
                 )));
             }
         }
@@ -1210,12 +1220,12 @@ impl Manager {
     fn handle_frames(w: &mut Worker, max: u32) {
         let mut at = 0;
         loop {
-            let (frame, used) = match wire::decode(&w.inbuf[at..], max) {
+            let (frame, used) = match wire::decode(&w.inbuf[at..w.filled], max) {
                 Ok(Some(x)) => x,
                 Ok(None) => break,
                 Err(e) => {
                     w.kill(Kill::Protocol(format!("it sent a bad frame: {e}")));
-                    w.inbuf.clear();
+                    w.filled = 0;
                     return;
                 }
             };
@@ -1232,7 +1242,7 @@ impl Manager {
             }
             let Some(task) = task else {
                 w.kill(Kill::Protocol(format!("it sent an unexpected frame: {frame:?}")));
-                w.inbuf.clear();
+                w.filled = 0;
                 return;
             };
             let expected = w.in_flight.front().map(|(job, _)| frame_task(&job.frame));
@@ -1240,7 +1250,7 @@ impl Manager {
                 w.kill(Kill::Protocol(format!(
                     "it answered task {task}, which it was not running"
                 )));
-                w.inbuf.clear();
+                w.filled = 0;
                 return;
             }
             let Some((job, _)) = w.in_flight.pop_front() else { break };
@@ -1256,7 +1266,8 @@ impl Manager {
                 _ => {}
             }
         }
-        w.inbuf.drain(..at);
+        w.inbuf.copy_within(at..w.filled, 0);
+        w.filled -= at;
     }
 
     /// Handles workers that have exited: reads what they left, then
