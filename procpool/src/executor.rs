@@ -303,7 +303,8 @@ impl Shared {
 /// A task that panics only fails its own future; the worker goes on.
 /// Beyond Python: [`replace_dead_workers`](Builder::replace_dead_workers),
 /// [`task_timeout`](Builder::task_timeout) and
-/// [`cancel_running`](Builder::cancel_running).
+/// [`cancel_running`](Builder::cancel_running). There is one start method,
+/// spawn (a fresh process of this program), so there is no `mp_context`.
 ///
 /// ```no_run
 /// use procpool::ProcessPoolExecutor;

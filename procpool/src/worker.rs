@@ -119,8 +119,15 @@ fn child_main(fds: ChildFds) -> ! {
         set_cloexec(fd);
     }
     // The parent may have died before `PR_SET_PDEATHSIG` took effect.
+    // (Or the variable leaked into a process that no parent of ours started:
+    // say so rather than exit silently.)
     // SAFETY: getppid has no preconditions.
     if unsafe { libc::getppid() }.cast_unsigned() != fds.parent {
+        eprintln!(
+            "procpool: this process was started as a child of process {}, which is not its parent \
+             (any more); exiting (is {ENV} set in the environment by mistake?)",
+            fds.parent
+        );
         std::process::exit(EXIT_ORPHANED);
     }
     start_lifeline_watch(fds.lifeline);
