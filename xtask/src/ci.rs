@@ -117,6 +117,15 @@ fn steps(quick: bool) -> Vec<Step> {
         }
         args.extend_from_slice(&["--", "-D", "warnings"]);
         steps.push(Step::cargo(format!("std crates check (clippy) for {target}"), &args));
+        if !unix {
+            // procpool is unix-only and says so at compile time.
+            let mut step = Step::cargo(
+                format!("procpool refuses {target} with a clear message"),
+                &["check", "--locked", "--target", target, "-p", "procpool"],
+            );
+            step.expect_failure_with = Some("procpool supports Unix only");
+            steps.push(step);
+        }
     }
     for &target in FUTEX_ONLY_TARGETS {
         steps.push(Step::cargo(

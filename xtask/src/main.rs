@@ -20,6 +20,7 @@ commands:
                  and CPython, with ratios (--help for every option)";
 
 fn main() -> ExitCode {
+    procpool::init(); // the demo starts worker processes of this program
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),

@@ -5,6 +5,7 @@
 
 mod locks;
 mod pool;
+mod procpool;
 mod semaphores;
 mod threads;
 
@@ -29,6 +30,7 @@ pub(crate) fn run() -> Result<(), String> {
     semaphores::run()?;
     section("concurrent.futures");
     pool::run()?;
+    procpool::run()?;
     println!("\ndemo: done");
     Ok(())
 }
