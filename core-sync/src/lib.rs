@@ -11,6 +11,11 @@
 //! | Python | Rust |
 //! | --- | --- |
 //! | `threading.Lock()` | [`Lock::new()`](Lock::new) |
+//! | `readerwriterlock.rwlock.RWLockFair()` | [`ReadWriteLock::new()`](ReadWriteLock::new) (policy [`Fair`]) |
+//! | `rwlock.RWLockRead()` / `rwlock.RWLockWrite()` | `ReadWriteLock::<`[`ReadPreferring`]`>::with_policy()` / `<`[`WritePreferring`]`>` |
+//! | `rw.gen_rlock().acquire()` / `.release()` | [`acquire_read`](ReadWriteLock::acquire_read), `try_acquire_read`, `acquire_read_timeout`, [`release_read`](ReadWriteLock::release_read), [`read()`](ReadWriteLock::read) guard |
+//! | `rw.gen_wlock().acquire()` / `.release()` | [`acquire_write`](ReadWriteLock::acquire_write), `try_acquire_write`, `acquire_write_timeout`, [`release_write`](ReadWriteLock::release_write), [`write()`](ReadWriteLock::write) guard |
+//! | `RWLockFairD().gen_wlock().downgrade()` | [`downgrade()`](ReadWriteLock::downgrade), [`WriteGuard::downgrade`] |
 //!
 //! Every blocking call has three forms: blocking (`acquire`), non-blocking
 //! (`try_acquire`, Python's `blocking=False`) and timed (`acquire_timeout`,
@@ -31,8 +36,13 @@ extern crate std;
 pub mod backend;
 mod error;
 mod lock;
+mod rwlock;
 mod sync;
 
 pub use backend::{Backend, DefaultBackend, TimedBackend};
 pub use error::ReleaseError;
 pub use lock::{Lock, LockGuard, Mutex, MutexGuard};
+pub use rwlock::{
+    Fair, ReadGuard, ReadPreferring, ReadWriteLock, ReadWritePolicy, RwLock, RwLockReadGuard,
+    RwLockWriteGuard, WriteGuard, WritePreferring,
+};
