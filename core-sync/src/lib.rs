@@ -12,7 +12,7 @@
 //! | --- | --- |
 //! | `threading.Lock()` | [`Lock::new()`](Lock::new) |
 //! | `readerwriterlock.rwlock.RWLockFair()` | [`ReadWriteLock::new()`](ReadWriteLock::new) (policy [`Fair`]) |
-//! | `rwlock.RWLockRead()` / `rwlock.RWLockWrite()` | `ReadWriteLock::<`[`ReadPreferring`]`>::with_policy()` / `<`[`WritePreferring`]`>` |
+//! | `rwlock.RWLockRead()` / `rwlock.RWLockWrite()` | [`ReadWriteLock::<ReadPreferring>::with_policy()`](ReadWriteLock::with_policy) / `<WritePreferring>` ([`ReadPreferring`], [`WritePreferring`]) |
 //! | `rw.gen_rlock().acquire()` / `.release()` | [`acquire_read`](ReadWriteLock::acquire_read), `try_acquire_read`, `acquire_read_timeout`, [`release_read`](ReadWriteLock::release_read), [`read()`](ReadWriteLock::read) guard |
 //! | `rw.gen_wlock().acquire()` / `.release()` | [`acquire_write`](ReadWriteLock::acquire_write), `try_acquire_write`, `acquire_write_timeout`, [`release_write`](ReadWriteLock::release_write), [`write()`](ReadWriteLock::write) guard |
 //! | `RWLockFairD().gen_wlock().downgrade()` | [`downgrade()`](ReadWriteLock::downgrade), [`WriteGuard::downgrade`] |

@@ -63,6 +63,15 @@
 //! to each other while any is queued; `ReadPreferring` lets readers in
 //! whenever no writer holds it.
 //!
+//! Why counts rather than flags: std's futex `RwLock` keeps only "readers
+//! waiting" and "writers waiting" bits, which a waker clears and a woken
+//! thread sets again; that cannot tell a timed-out waiter whether it was the
+//! last one, and lets a reader slip in between a writer's wake and its
+//! acquire. `parking_lot` keeps its queue in a global hash table. Exact
+//! counts in the word let a timeout undo exactly its own mark and let every
+//! release hand the lock over without a gap, with no table and no
+//! allocation.
+//!
 //! An uncontended acquire and release is a load and a compare-exchange each;
 //! a wake call happens only when `WRITERS`, `READERS_PARKED` or queued
 //! readers say that someone sleeps.
@@ -94,6 +103,8 @@ const WRITER_SHIFT: u32 = 19;
 const ONE_WRITER: u32 = 1 << WRITER_SHIFT;
 const WRITERS_MASK: u32 = !0 << WRITER_SHIFT;
 const MAX_QUEUED_WRITERS: u32 = WRITERS_MASK >> WRITER_SHIFT;
+/// A value `state` never holds: `HANDOFF` always comes with `WRITE_LOCKED`.
+const NEVER: u32 = HANDOFF;
 
 #[inline]
 const fn count(state: u32) -> u32 {
@@ -645,11 +656,11 @@ impl<P: ReadWritePolicy, B: Backend> ReadWriteLock<P, B> {
                 continue;
             }
             if queued_writers(state) == MAX_QUEUED_WRITERS {
-                // No room to queue: poll. `wait` on a value the word does not
-                // hold returns at once, reporting only whether time is left.
+                // No room to queue: poll. Waiting for a value that `state`
+                // never holds returns at once, reporting only whether time
+                // is left (and never sleeps, so it cannot swallow a wake).
                 spin_hint();
-                let seq = self.writer_wake.load(Ordering::Relaxed);
-                if !wait(&self.writer_wake, seq.wrapping_add(1)) {
+                if !wait(&self.state, NEVER) {
                     return false;
                 }
                 state = self.state.load(Ordering::Relaxed);

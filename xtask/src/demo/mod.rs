@@ -4,6 +4,7 @@
 //! One file per topic; each exposes `run() -> Result<(), String>`.
 
 mod locks;
+mod rwlock;
 
 pub(crate) fn section(title: &str) {
     println!("\n## {title}");
@@ -22,6 +23,7 @@ pub(crate) fn run() -> Result<(), String> {
     println!("# The Python memo, in Rust");
     section("threading");
     locks::run()?;
+    rwlock::run()?;
     println!("\ndemo: done");
     Ok(())
 }
