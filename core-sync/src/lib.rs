@@ -15,6 +15,11 @@
 //! | `threading.BoundedSemaphore(v)` | [`BoundedSemaphore::new(v)`](BoundedSemaphore::new) |
 //! | `threading.Event()` | [`Event::new()`](Event::new) |
 //! | `threading.Barrier(n, action)` | [`Barrier::new(n)`](Barrier::new), [`Barrier::with_action(n, &f)`](Barrier::with_action) |
+//! | `readerwriterlock.rwlock.RWLockFair()` | [`ReadWriteLock::new()`](ReadWriteLock::new) (policy [`Fair`]) |
+//! | `rwlock.RWLockRead()` / `rwlock.RWLockWrite()` | [`ReadWriteLock::<ReadPreferring>::with_policy()`](ReadWriteLock::with_policy) / `<WritePreferring>` ([`ReadPreferring`], [`WritePreferring`]) |
+//! | `rw.gen_rlock().acquire()` / `.release()` | [`acquire_read`](ReadWriteLock::acquire_read), `try_acquire_read`, `acquire_read_timeout`, [`release_read`](ReadWriteLock::release_read), [`read()`](ReadWriteLock::read) guard |
+//! | `rw.gen_wlock().acquire()` / `.release()` | [`acquire_write`](ReadWriteLock::acquire_write), `try_acquire_write`, `acquire_write_timeout`, [`release_write`](ReadWriteLock::release_write), [`write()`](ReadWriteLock::write) guard |
+//! | `RWLockFairD().gen_wlock().downgrade()` | [`downgrade()`](ReadWriteLock::downgrade), [`WriteGuard::downgrade`] |
 //!
 //! Every blocking call has three forms: blocking (`acquire`), non-blocking
 //! (`try_acquire`, Python's `blocking=False`) and timed (`acquire_timeout`,
@@ -37,6 +42,7 @@ mod barrier;
 mod error;
 mod event;
 mod lock;
+mod rwlock;
 mod semaphore;
 mod sync;
 
@@ -47,4 +53,9 @@ pub use event::Event;
 pub use lock::{Lock, LockGuard};
 #[cfg(not(loom))]
 pub use lock::{Mutex, MutexGuard};
+pub use rwlock::{
+    Fair, ReadGuard, ReadPreferring, ReadWriteLock, ReadWritePolicy, WriteGuard, WritePreferring,
+};
+#[cfg(not(loom))]
+pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};

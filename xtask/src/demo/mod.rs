@@ -6,6 +6,7 @@
 mod locks;
 mod pool;
 mod procpool;
+mod rwlock;
 mod semaphores;
 mod threads;
 
@@ -25,9 +26,10 @@ pub(crate) fn result(what: impl AsRef<str>) {
 pub(crate) fn run() -> Result<(), String> {
     println!("# The Python memo, in Rust");
     section("threading");
-    locks::run()?;
     threads::run()?;
+    locks::run()?;
     semaphores::run()?;
+    rwlock::run()?;
     section("concurrent.futures");
     pool::run()?;
     procpool::run()?;
