@@ -19,10 +19,11 @@
 //!   nobody can be asleep, so no wake call; otherwise wake `min(n, sleepers)`
 //!   threads (one `wake_all` when that is everyone).
 //!
-//! The increment of `sleepers` followed by the read of `value` on one side,
-//! and the update of `value` followed by the read of `sleepers` on the other,
-//! are all `SeqCst`: in their single total order either the releaser sees the
-//! sleeper, or the sleeper sees the new permits and does not sleep. So an
+//! The increment of `sleepers` followed by a read-modify-write re-read of
+//! `value` on one side, and the update of `value` followed by the read of
+//! `sleepers` on the other, guarantee that either the releaser sees the
+//! sleeper, or the sleeper sees the new permits and does not sleep (the
+//! loom models check it). So an
 //! uncontended acquire and release are one compare-exchange each plus one
 //! load, and no system call.
 //!
@@ -255,10 +256,19 @@ impl<B: Backend> Semaphore<B> {
                 return true;
             }
             // Announce the sleep, then re-read the count: a releaser either
-            // sees us or we see its permits (both SeqCst).
+            // sees us or we see its permits. The re-read is a read-modify-
+            // write (adding 0), which reads the latest count: if it comes
+            // before the releaser's update in the count's modification
+            // order, that update (an RMW with Acquire) reads from it and so
+            // sees our announcement. This holds under acquire/release alone,
+            // so loom (which models SeqCst as AcqRel) can prove it, and it
+            // costs nothing on the uncontended path.
             self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let go_on =
-                if self.value.load(Ordering::SeqCst) == 0 { wait(&self.value, 0) } else { true };
+            let go_on = if self.value.fetch_add(0, Ordering::SeqCst) == 0 {
+                wait(&self.value, 0)
+            } else {
+                true
+            };
             self.sleepers.fetch_sub(1, Ordering::Relaxed);
             if !go_on {
                 // The deadline passed; a permit that arrived meanwhile is
