@@ -29,10 +29,19 @@
 extern crate std;
 
 pub mod backend;
+mod condition;
 mod error;
 mod lock;
+mod queue;
+mod rlock;
 mod sync;
 
 pub use backend::{Backend, DefaultBackend, TimedBackend};
+pub use condition::{Condition, ConditionLock, DefaultConditionLock};
 pub use error::ReleaseError;
+pub use error::{Full, NotHeldError, RecursionOverflow, TaskDoneError};
 pub use lock::{Lock, LockGuard, Mutex, MutexGuard};
+pub use queue::Queue;
+pub use rlock::{RLock, RLockGuard, ThreadIdOf};
+#[cfg(any(feature = "std", loom))]
+pub use rlock::{ReentrantMutex, ReentrantMutexGuard};
