@@ -289,7 +289,7 @@ impl<T: ConditionLock + ?Sized> ConditionLock for &T {
 /// A condition variable: Python's `threading.Condition`.
 ///
 /// A condition pairs a lock `L` (see [`ConditionLock`]) with a queue of
-/// waiting threads. [`Condition::new`] owns an [`RLock`](crate::RLock), as in
+/// waiting threads. `Condition::new()` owns an [`RLock`](crate::RLock), as in
 /// Python; [`Condition::with_lock`] takes a [`Lock`], an `RLock`, or a
 /// reference to one, so several conditions can share a lock
 /// (`Condition(lock=l)`). The waiters sleep through the lock's backend.
@@ -360,10 +360,10 @@ pub struct Condition<L: ConditionLock = DefaultConditionLock> {
 #[cfg(any(feature = "std", loom))]
 pub type DefaultConditionLock = RLock;
 
-/// The lock a bare `Condition` names and [`Condition::new`] makes: an
-/// [`RLock`](crate::RLock) on the default backend, as in Python. Without the
-/// `std` feature the default (spin) backend names no threads, so there it is
-/// a plain [`Lock`] (and `Condition::new` does not exist).
+/// The lock a bare `Condition` names: with the `std` feature an
+/// [`RLock`](crate::RLock) on the default backend, as in Python. Without it
+/// the default (spin) backend names no threads, so here it is a plain
+/// [`Lock`] (and `Condition::new` does not exist).
 #[cfg(not(any(feature = "std", loom)))]
 pub type DefaultConditionLock = Lock;
 

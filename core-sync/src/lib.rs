@@ -11,6 +11,11 @@
 //! | Python | Rust |
 //! | --- | --- |
 //! | `threading.Lock()` | [`Lock::new()`](Lock::new) |
+//! | `threading.RLock()` | [`RLock::new()`](RLock): `acquire()?`, `release()?` (by the owner only), `is_owned()`; `ReentrantMutex<T>` for data |
+//! | `threading.Condition()` / `Condition(lock=l)` | [`Condition::new()`](Condition) (owns an `RLock`) / [`Condition::with_lock(&l)`](Condition::with_lock) |
+//! | `cond.wait()` / `wait(timeout)` / `wait_for(pred, timeout)` | `wait()?`, `wait_timeout(t)? -> bool`, `wait_for(pred)?`, `wait_for_timeout(pred, t)? -> bool` |
+//! | `cond.notify(n)` / `cond.notify_all()` | `notify(n)?`, `notify_all()?` (longest-waiting first) |
+//! | `queue.Queue(maxsize=N)` | [`Queue::<T, N>::new()`](Queue::new): `put`, `try_put`, `put_timeout`, `get`, `try_get`, `get_timeout`, `task_done`, `join` |
 //!
 //! Every blocking call has three forms: blocking (`acquire`), non-blocking
 //! (`try_acquire`, Python's `blocking=False`) and timed (`acquire_timeout`,

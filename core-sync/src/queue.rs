@@ -194,7 +194,11 @@ impl<T, const N: usize, B: Backend> Queue<T, N, B> {
 
     /// Puts `item` at the back, waiting through `wait` while the queue is
     /// full; gives it back if `wait` reports its deadline passed.
-    fn put_with(&self, item: T, mut wait: impl FnMut(&AtomicU32, u32) -> bool) -> Result<(), Full<T>> {
+    fn put_with(
+        &self,
+        item: T,
+        mut wait: impl FnMut(&AtomicU32, u32) -> bool,
+    ) -> Result<(), Full<T>> {
         let _held = self.lock.lock();
         let mut item = item;
         let mut timed_out = false;

@@ -121,14 +121,22 @@ impl<B: Backend + CurrentThread> RLock<B> {
     #[cfg(not(loom))]
     #[inline]
     pub const fn with_backend() -> Self {
-        RLock { owner: AtomicUsize::new(NO_OWNER), lock: Lock::with_backend(), count: AtomicU32::new(0) }
+        RLock {
+            owner: AtomicUsize::new(NO_OWNER),
+            lock: Lock::with_backend(),
+            count: AtomicU32::new(0),
+        }
     }
 
     /// A new, unlocked reentrant lock waiting through the backend `B`, whose
     /// [`CurrentThread`] names the owner.
     #[cfg(loom)]
     pub fn with_backend() -> Self {
-        RLock { owner: AtomicUsize::new(NO_OWNER), lock: Lock::with_backend(), count: AtomicU32::new(0) }
+        RLock {
+            owner: AtomicUsize::new(NO_OWNER),
+            lock: Lock::with_backend(),
+            count: AtomicU32::new(0),
+        }
     }
 
     #[inline]

@@ -206,7 +206,11 @@ struct Timed<B> {
 /// 4 producers and 4 consumers through a small queue, blocking and (when
 /// given) timed forms mixed: every item arrives exactly once, and the items
 /// of one producer reach any one consumer in the order they were put.
-fn stress_four_by_four<B: core_sync::Backend>(q: &Q<B>, per_producer: u32, timed: Option<&Timed<B>>) {
+fn stress_four_by_four<B: core_sync::Backend>(
+    q: &Q<B>,
+    per_producer: u32,
+    timed: Option<&Timed<B>>,
+) {
     const PRODUCERS: u32 = 4;
     const CONSUMERS: u32 = 4;
     let received: Vec<Vec<u32>> = thread::scope(|s| {

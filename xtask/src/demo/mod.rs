@@ -3,6 +3,7 @@
 //!
 //! One file per topic; each exposes `run() -> Result<(), String>`.
 
+mod condition;
 mod locks;
 
 pub(crate) fn section(title: &str) {
@@ -22,6 +23,7 @@ pub(crate) fn run() -> Result<(), String> {
     println!("# The Python memo, in Rust");
     section("threading");
     locks::run()?;
+    condition::run()?;
     println!("\ndemo: done");
     Ok(())
 }
