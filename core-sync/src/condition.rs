@@ -294,9 +294,10 @@ impl<T: ConditionLock + ?Sized> ConditionLock for &T {
 /// reference to one, so several conditions can share a lock
 /// (`Condition(lock=l)`). The waiters sleep through the lock's backend.
 ///
-/// 16 bytes beyond its lock on 64-bit targets (a list lock and a head
-/// pointer), whatever the number of waiters: each waiter's queue node lives
-/// on its own stack. Nothing is allocated.
+/// A list lock and a head pointer beyond its lock (16 bytes on 64-bit
+/// targets, 20 with the padding after a 4-byte [`Lock`]: a `Condition<Lock>`
+/// is 24 bytes, a `Condition<RLock>` 32), whatever the number of waiters:
+/// each waiter's queue node lives on its own stack. Nothing is allocated.
 ///
 /// | Python | Rust |
 /// | --- | --- |
