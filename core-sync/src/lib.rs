@@ -20,6 +20,11 @@
 //! | `rw.gen_rlock().acquire()` / `.release()` | [`acquire_read`](ReadWriteLock::acquire_read), `try_acquire_read`, `acquire_read_timeout`, [`release_read`](ReadWriteLock::release_read), [`read()`](ReadWriteLock::read) guard |
 //! | `rw.gen_wlock().acquire()` / `.release()` | [`acquire_write`](ReadWriteLock::acquire_write), `try_acquire_write`, `acquire_write_timeout`, [`release_write`](ReadWriteLock::release_write), [`write()`](ReadWriteLock::write) guard |
 //! | `RWLockFairD().gen_wlock().downgrade()` | [`downgrade()`](ReadWriteLock::downgrade), [`WriteGuard::downgrade`] |
+//! | `threading.RLock()` | [`RLock::new()`](RLock): `acquire()?`, `release()?` (by the owner only), `is_owned()`; `ReentrantMutex<T>` for data |
+//! | `threading.Condition()` / `Condition(lock=l)` | [`Condition::new()`](Condition) (owns an `RLock`) / [`Condition::with_lock(&l)`](Condition::with_lock) |
+//! | `cond.wait()` / `wait(timeout)` / `wait_for(pred, timeout)` | `wait()?`, `wait_timeout(t)? -> bool`, `wait_for(pred)?`, `wait_for_timeout(pred, t)? -> bool` |
+//! | `cond.notify(n)` / `cond.notify_all()` | `notify(n)?`, `notify_all()?` (longest-waiting first) |
+//! | `queue.Queue(maxsize=N)` | [`Queue::<T, N>::new()`](Queue::new): `put`, `try_put`, `put_timeout`, `get`, `try_get`, `get_timeout`, `task_done`, `join` |
 //!
 //! Every blocking call has three forms: blocking (`acquire`), non-blocking
 //! (`try_acquire`, Python's `blocking=False`) and timed (`acquire_timeout`,
@@ -39,20 +44,30 @@ extern crate std;
 
 pub mod backend;
 mod barrier;
+mod condition;
 mod error;
 mod event;
 mod lock;
+mod queue;
+mod rlock;
 mod rwlock;
 mod semaphore;
 mod sync;
 
 pub use backend::{Backend, DefaultBackend, TimedBackend};
 pub use barrier::Barrier;
-pub use error::{BrokenBarrierError, ReleaseError};
+pub use condition::{Condition, ConditionLock, DefaultConditionLock};
+pub use error::{
+    BrokenBarrierError, Full, NotHeldError, RecursionOverflow, ReleaseError, TaskDoneError,
+};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 #[cfg(not(loom))]
 pub use lock::{Mutex, MutexGuard};
+pub use queue::Queue;
+pub use rlock::{RLock, RLockGuard, ThreadIdOf};
+#[cfg(all(feature = "std", not(loom)))]
+pub use rlock::{ReentrantMutex, ReentrantMutexGuard};
 pub use rwlock::{
     Fair, ReadGuard, ReadPreferring, ReadWriteLock, ReadWritePolicy, WriteGuard, WritePreferring,
 };

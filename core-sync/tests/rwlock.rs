@@ -8,6 +8,8 @@
 
 #![cfg_attr(not(feature = "std"), allow(unused_imports, dead_code))]
 
+mod common;
+
 use core_sync::backend::{AtomicU32, Backend, Clock, Spin};
 use core_sync::{
     Fair, ReadPreferring, ReadWriteLock, ReadWritePolicy, ReleaseError, RwLock, RwLockWriteGuard,
@@ -351,11 +353,11 @@ fn stress<P: ReadWritePolicy + 'static, B: Backend + 'static>(
     iters: u64,
     timed: Option<TimedStep<P, B>>,
 ) {
-    let shared: &'static Shared = Box::leak(Box::new(Shared {
+    let shared: &'static Shared = common::leak(Shared {
         value: UnsafeCell::new(0),
         readers_inside: AtomicUsize::new(0),
         writers_inside: AtomicUsize::new(0),
-    }));
+    });
     let handles: Vec<_> = roles
         .iter()
         .map(|&role| thread::spawn(move || stress_one(rw, shared, role, iters, timed)))
@@ -370,8 +372,8 @@ fn stress<P: ReadWritePolicy + 'static, B: Backend + 'static>(
     rw.release_read().unwrap();
 }
 
-fn leak<P: ReadWritePolicy, B: Backend>() -> &'static ReadWriteLock<P, B> {
-    Box::leak(Box::new(ReadWriteLock::with_backend()))
+fn leak<P: ReadWritePolicy + 'static, B: Backend + 'static>() -> &'static ReadWriteLock<P, B> {
+    common::leak(ReadWriteLock::with_backend())
 }
 
 const MIXED: &[Role] = &[Role::Reader, Role::Reader, Role::Writer, Role::Writer, Role::Downgrader];

@@ -3,6 +3,7 @@
 //!
 //! One file per topic; each exposes `run() -> Result<(), String>`.
 
+mod condition;
 mod locks;
 mod pool;
 mod procpool;
@@ -28,6 +29,7 @@ pub(crate) fn run() -> Result<(), String> {
     section("threading");
     threads::run()?;
     locks::run()?;
+    condition::run()?;
     semaphores::run()?;
     rwlock::run()?;
     section("concurrent.futures");
