@@ -2,7 +2,9 @@
 //! wait backend (`backend::Loom`, a model futex).
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p core-sync --release --test loom`
-//! (`cargo xtask ci` does). Bounds: at most 3 threads per model and
+//! (`cargo xtask ci` does). Models: Lock, RLock, Semaphore, BoundedSemaphore,
+//! Event, Condition (notify/timeout races), ReadWriteLock (each policy,
+//! downgrade, writer timeout) and Barrier. Bounds: at most 3 threads per model and
 //! `LOOM_MAX_PREEMPTIONS` = 3 (set by xtask), which explores each model
 //! exhaustively within that bound in seconds.
 #![cfg(loom)]
@@ -338,5 +340,108 @@ fn barrier_abort_releases_waiter() {
         barrier.abort();
         assert!(waiter.join().unwrap().is_err());
         assert!(barrier.broken());
+    });
+}
+
+use core_sync::{Condition, RLock};
+use loom::sync::atomic::AtomicBool;
+
+/// Two threads each take an `RLock` twice (re-entering) and release it
+/// twice: the cell they write is never shared, a non-owner's release is an
+/// error, and the lock ends free.
+#[test]
+fn rlock_ownership_and_reentry() {
+    loom::model(|| {
+        let lock = Arc::new(RLock::new());
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        let (l2, c2) = (Arc::clone(&lock), Arc::clone(&cell));
+        let other = thread::spawn(move || {
+            l2.acquire().unwrap();
+            l2.acquire().unwrap();
+            // SAFETY: the RLock is held; loom checks no access overlaps.
+            c2.with_mut(|p| unsafe { *p += 1 });
+            l2.release().unwrap();
+            l2.release().unwrap();
+        });
+        lock.acquire().unwrap();
+        lock.acquire().unwrap();
+        // SAFETY: the RLock is held.
+        cell.with_mut(|p| unsafe { *p += 1 });
+        lock.release().unwrap();
+        lock.release().unwrap();
+        other.join().unwrap();
+        assert!(lock.release().is_err(), "released more often than acquired");
+        assert!(!lock.locked());
+    });
+}
+
+/// The classic predicate pattern: a waiter that checks the flag under the
+/// lock and waits is always woken by a setter that sets it under the lock
+/// and notifies.
+#[test]
+fn condition_no_lost_notify() {
+    loom::model(|| {
+        let cond = Arc::new(Condition::with_lock(Lock::new()));
+        let ready = Arc::new(AtomicBool::new(false));
+        let (c2, r2) = (Arc::clone(&cond), Arc::clone(&ready));
+        let waiter = thread::spawn(move || {
+            c2.acquire();
+            c2.wait_for(|| r2.load(Ordering::Relaxed)).unwrap();
+            c2.release().unwrap();
+        });
+        cond.acquire();
+        ready.store(true, Ordering::Relaxed);
+        cond.notify(1).unwrap();
+        cond.release().unwrap();
+        waiter.join().unwrap();
+    });
+}
+
+/// A notify racing a waiter's timeout: the waiter reports "notified"
+/// exactly when the notify says it chose a waiter.
+#[test]
+fn condition_notify_racing_timeout_reports_correctly() {
+    loom::model(|| {
+        let cond = Arc::new(Condition::with_lock(Lock::new()));
+        let c2 = Arc::clone(&cond);
+        let waiter = thread::spawn(move || {
+            c2.acquire();
+            let notified = c2.wait_timeout(Duration::from_nanos(3)).unwrap();
+            c2.release().unwrap();
+            notified
+        });
+        cond.acquire();
+        let woken = cond.notify(1).unwrap();
+        cond.release().unwrap();
+        let notified = waiter.join().unwrap();
+        assert_eq!(woken == 1, notified, "notify chose {woken} but the waiter said {notified}");
+    });
+}
+
+/// Two waiters, one of which times out: a later `notify(1)` reaches the
+/// live one (a timed-out waiter leaves no trace in the queue).
+#[test]
+fn condition_timed_out_waiter_leaves_no_trace() {
+    loom::model(|| {
+        let cond = Arc::new(Condition::with_lock(Lock::new()));
+        let done = Arc::new(AtomicBool::new(false));
+        let (c2, d2) = (Arc::clone(&cond), Arc::clone(&done));
+        let live = thread::spawn(move || {
+            c2.acquire();
+            c2.wait_for(|| d2.load(Ordering::Relaxed)).unwrap();
+            c2.release().unwrap();
+        });
+        let c3 = Arc::clone(&cond);
+        let timed = thread::spawn(move || {
+            c3.acquire();
+            let _ = c3.wait_timeout(Duration::from_nanos(2)).unwrap();
+            c3.release().unwrap();
+        });
+        timed.join().unwrap();
+        cond.acquire();
+        done.store(true, Ordering::Relaxed);
+        cond.notify(1).unwrap();
+        cond.release().unwrap();
+        live.join().unwrap();
     });
 }
