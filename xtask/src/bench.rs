@@ -2,7 +2,7 @@
 //! it, passing the options through (see `cargo xtask bench --help`).
 //!
 //! `--features F` is for cargo (rows behind the bench's features, such as
-//! `pending-primitives`); every other option goes to the benchmark binary.
+//! `primitive-rows`); every other option goes to the benchmark binary.
 
 use std::path::Path;
 use std::process::Command;

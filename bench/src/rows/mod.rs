@@ -2,7 +2,7 @@
 //! peers, each a small `fn(iters) -> Duration`.
 //!
 //! Rows for primitives that are still being written live behind the cargo
-//! features `pending-primitives` and `pending-pool`.
+//! features `primitive-rows` and `pool-rows`.
 
 use std::sync::Barrier;
 use std::thread;
@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use crate::harness::BenchFn;
 
 mod locks;
-#[cfg(feature = "pending-pool")]
+#[cfg(feature = "pool-rows")]
 mod pool;
-#[cfg(feature = "pending-primitives")]
+#[cfg(feature = "primitive-rows")]
 mod primitives;
 
 /// One implementation measured in a row.
@@ -65,9 +65,9 @@ pub(crate) const fn imp(name: &'static str, run: BenchFn) -> Imp {
 /// Every row this build knows, in table order.
 pub(crate) fn all() -> Vec<Row> {
     let rows = locks::rows().into_iter();
-    #[cfg(feature = "pending-primitives")]
+    #[cfg(feature = "primitive-rows")]
     let rows = rows.chain(primitives::rows());
-    #[cfg(feature = "pending-pool")]
+    #[cfg(feature = "pool-rows")]
     let rows = rows.chain(pool::rows());
     rows.collect()
 }
@@ -75,14 +75,14 @@ pub(crate) fn all() -> Vec<Row> {
 /// Rows that exist only with a feature, named so the table can say how to
 /// get them.
 pub(crate) fn pending_note() -> Option<&'static str> {
-    match (cfg!(feature = "pending-primitives"), cfg!(feature = "pending-pool")) {
+    match (cfg!(feature = "primitive-rows"), cfg!(feature = "pool-rows")) {
         (true, true) => None,
         (false, true) => Some(
-            "rows for RLock, Semaphore, ReadWriteLock, Condition and Event need --features pending-primitives",
+            "rows for RLock, Semaphore, ReadWriteLock, Condition and Event need --features primitive-rows",
         ),
-        (true, false) => Some("the thread-pool rows need --features pending-pool"),
+        (true, false) => Some("the thread-pool rows need --features pool-rows"),
         (false, false) => Some(
-            "rows for RLock, Semaphore, ReadWriteLock, Condition, Event and the thread pool need --features pending-primitives,pending-pool",
+            "rows for RLock, Semaphore, ReadWriteLock, Condition, Event and the thread pool need --features primitive-rows,pool-rows",
         ),
     }
 }

@@ -1,4 +1,4 @@
-//! Thread-pool rows (feature `pending-pool`), written against issue 7's API:
+//! Thread-pool rows (feature `pool-rows`), written against issue 7's API:
 //! `ThreadPoolExecutor::new(max_workers)`, `submit(f) -> Result<Future<T>, _>`,
 //! `Future::result() -> Result<&T, _>` and `ThreadPoolExecutor::join(a, b)`
 //! (with `pool::join` inside the workers); beside rayon.
