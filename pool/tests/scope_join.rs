@@ -1,4 +1,5 @@
 //! `scope` (tasks borrowing from the caller) and `join` (fork-join).
+#![cfg(not(loom))]
 
 use pool::{ThreadPoolExecutor, join};
 use std::panic::{AssertUnwindSafe, catch_unwind};
