@@ -59,7 +59,12 @@
 //! differently: the waiting worker runs other queued work until its own
 //! jobs are done (as rayon does), so recursion never leaves a worker idle
 //! and never deadlocks the pool. `join`'s second closure lives on the
-//! joiner's stack (no allocation).
+//! joiner's stack (no allocation, no reference count), and pushing it costs
+//! no fence: it wakes a sleeping worker only when one sleeps, without the
+//! full protocol, because a worker that misses it costs parallelism only
+//! (the joiner runs its own second closure when nobody stole it). The
+//! thief that finishes it takes the sleepers' lock only when the joiner
+//! sleeps.
 //!
 //! **Threads.** Workers are `std-threads` threads named
 //! `{thread_name_prefix}_{n}`, non-daemon unless the builder says

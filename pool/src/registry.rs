@@ -125,6 +125,7 @@ pub(crate) struct WorkerThread {
 
 impl WorkerThread {
     /// The worker running on the calling thread.
+    #[inline]
     pub(crate) fn current<R>(f: impl FnOnce(Option<&WorkerThread>) -> R) -> R {
         let p = CURRENT.with(Cell::get);
         // SAFETY: CURRENT points at the `WorkerThread` on this thread's stack
@@ -149,7 +150,21 @@ impl WorkerThread {
         self.registry.adjust_workers();
     }
 
+    /// [`push`](Self::push) for a job this worker pops back and runs itself
+    /// if nobody steals it (`join`'s second half): wakes a sleeper without
+    /// the protocol's fence (see `Sleep::hint_work`), the cost that `join`
+    /// pays most often.
+    #[inline(always)]
+    pub(crate) fn push_own(&self, job: JobRef) {
+        self.local.push(job);
+        self.registry.sleep.hint_work();
+        if self.registry.wants_worker() {
+            self.registry.adjust_workers();
+        }
+    }
+
     /// Pops this worker's newest job.
+    #[inline]
     pub(crate) fn pop(&self) -> Option<JobRef> {
         self.local.pop()
     }
@@ -383,6 +398,7 @@ impl Registry {
         self.spawn_one().err()
     }
 
+    #[inline]
     fn wants_worker(&self) -> bool {
         self.started.load(Ordering::SeqCst) < self.capacity
     }

@@ -18,8 +18,9 @@
 //! Each model fails when the protocol is broken: without the wake in
 //! `notify_work`, or without either `SeqCst` fence (or with the producer's
 //! fence weakened to `AcqRel`), or with the re-check done before
-//! registering, the worker models deadlock; without `wake_specific` the
-//! latch models do; without `wake_all` the two-worker models do.
+//! registering, the worker models deadlock; without `wake_specific`, or
+//! without its fence, the latch and join models do; without `wake_all` the
+//! two-worker models do.
 #![cfg(loom)]
 
 use core_sync::backend::{AtomicU32, Loom};
@@ -199,6 +200,52 @@ fn wake_specific_leaves_other_sleepers() {
         stop.store(true, Ordering::Release);
         sleep.wake_all();
         idle.join().unwrap();
+        assert_eq!(sleep.sleeping(), 0);
+    });
+}
+
+/// `join`: the owner pushes its second half with `hint_work` (no fence),
+/// while a thief may be searching, registering or asleep. Either the thief
+/// takes the job, sets the latch and wakes the owner with `wake_specific`,
+/// or the owner pops the job back and runs it itself: a notification the
+/// fence-free hint misses costs parallelism, never the job.
+#[test]
+fn join_owner_runs_or_is_woken() {
+    loom::model(|| {
+        let sleep = Arc::new(Sleep::<Loom>::with_backend(2));
+        let job = Arc::new(AtomicUsize::new(0));
+        let latch = Arc::new(AtomicU32::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thief = {
+            let (sleep, job, latch, stop) =
+                (Arc::clone(&sleep), Arc::clone(&job), Arc::clone(&latch), Arc::clone(&stop));
+            thread::spawn(move || {
+                loop {
+                    if job.compare_exchange(1, 0, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                        latch.store(1, Ordering::Release);
+                        sleep.wake_specific(0);
+                        continue;
+                    }
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    sleep.sleep(1, || {
+                        stop.load(Ordering::Acquire) || job.load(Ordering::Acquire) > 0
+                    });
+                }
+            })
+        };
+        job.store(1, Ordering::Release);
+        sleep.hint_work();
+        // `a` runs here; then the owner pops `b` back or waits for it.
+        if job.compare_exchange(1, 0, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            while latch.load(Ordering::Acquire) == 0 {
+                sleep.sleep(0, || latch.load(Ordering::Acquire) == 1);
+            }
+        }
+        stop.store(true, Ordering::Release);
+        sleep.wake_all();
+        thief.join().unwrap();
         assert_eq!(sleep.sleeping(), 0);
     });
 }
