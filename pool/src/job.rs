@@ -134,10 +134,17 @@ where
         self.latch.load(Ordering::Acquire) == 1
     }
 
-    /// Runs the closure on the owner's thread (popped back, or abandoned).
-    pub(crate) fn run_inline(self) -> R {
-        let f = self.func.into_inner().expect("a job's closure runs once");
-        f()
+    /// Runs the closure on the owner's thread, in place.
+    ///
+    /// # Safety
+    ///
+    /// The owner popped the job's reference back (so no other thread can
+    /// reach the job) and has not run it yet.
+    #[inline]
+    pub(crate) unsafe fn run_inline(&self) -> R {
+        // SAFETY: the caller's contract gives this thread sole access.
+        let f = unsafe { (*self.func.get()).take() };
+        f.expect("a job's closure runs once")()
     }
 
     /// The outcome once [`probe`](Self::probe) returned true.
@@ -177,7 +184,7 @@ where
     fn set(this: &Self, registry: &Registry) {
         let owner = this.owner;
         // The last access to the job: the joiner may return at once.
-        this.latch.store(1, Ordering::SeqCst);
+        this.latch.store(1, Ordering::Release);
         registry.wake_specific(owner);
     }
 }

@@ -10,48 +10,13 @@
 //!
 //! # Sleeping and waking
 //!
-//! Each worker has a futex word in `words`, and the registry keeps the set
-//! of sleeping workers (`sleepers`, a stack under a lock) with its size
-//! mirrored in the atomic `sleeping` so that producers can test it without
-//! the lock. A worker is in one of these states:
-//!
-//! ```text
-//!            found work                     no work found, rounds left
-//!   ACTIVE <------------- SEARCHING ------------------------------+
-//!     |                    ^   |   ^                              |
-//!     | job done           |   |   +------------------------------+
-//!     +--------------------+   | rounds used up
-//!                              v
-//!                          REGISTERED  (on the stack, word = ASLEEP, sleeping += 1)
-//!                              |    \  re-check finds work / shutdown / its latch set:
-//!                              |     +--> takes itself off the stack -> SEARCHING
-//!                              v
-//!                          ASLEEP  (futex wait while word == ASLEEP)
-//!                              |  a waker pops it off the stack and stores AWAKE
-//!                              v
-//!                          SEARCHING
-//! ```
-//!
-//! - A producer pushes a job, issues a `SeqCst` fence, and reads
-//!   `sleeping`; only if it is non-zero does it take the lock, pop **one**
-//!   sleeper, store `AWAKE` in its word (under the lock) and futex-wake it.
-//!   So a submission to a sleeping pool wakes exactly one worker, and a busy
-//!   pool pays one fence and one load per submission.
-//! - A worker registers (under the lock: push, word = `ASLEEP`,
-//!   `sleeping += 1` with `SeqCst`), issues a `SeqCst` fence, and re-checks
-//!   every queue (and its wake condition) before it sleeps.
-//! - No wake-up is lost: the producer's push-fence-load and the worker's
-//!   increment-fence-check form a Dekker pair. Either the producer sees
-//!   `sleeping > 0` (and wakes some sleeper, which then searches every queue
-//!   and finds the job unless another worker already took it), or the
-//!   worker's re-check sees the job and it does not sleep.
-//! - A worker's word changes only under the lock, so a late waker can never
-//!   "wake" a worker that has re-registered since; at worst a futex wake is
-//!   spurious, and the sleeper re-reads its word and sleeps again.
-//! - A worker waiting for a `join` or a `scope` sleeps the same way, with
-//!   its latch as an extra wake condition; whoever sets the latch then wakes
-//!   that particular worker (`wake_specific`), through the registry rather
-//!   than through the latch's memory, which may be gone by then.
+//! Idle workers sleep on futex words, through the protocol of `sleep.rs`
+//! (its state machine, and why no wake-up is lost, are described there; a
+//! loom model checks it): a producer pushes a job and calls
+//! `notify_work`, which wakes one sleeping worker if any sleeps; a worker
+//! about to sleep re-checks every queue (and its latch, or the pool's flags)
+//! after it registered. A worker waiting for a `join` or a `scope` is woken
+//! by whoever sets its latch (`wake_specific`).
 //!
 //! Before registering, a worker searches a few rounds (spinning, then
 //! yielding), so a steady trickle of work does not make it sleep and wake
@@ -82,17 +47,14 @@ use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Weak};
 use std_threads::JoinHandle;
 
-use core_sync::backend::{AtomicU32, Backend, Futex};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
 use crate::job::JobRef;
+use crate::sleep::Sleep;
 
 const SHUTDOWN: usize = 1 << (usize::BITS - 1);
 const BROKEN: usize = 1 << (usize::BITS - 2);
 const IN_FLIGHT: usize = BROKEN - 1;
-
-const AWAKE: u32 = 0;
-const ASLEEP: u32 = 1;
 
 /// Searching rounds that spin before a worker starts yielding.
 const SPIN_ROUNDS: u32 = 16;
@@ -135,11 +97,8 @@ pub(crate) struct Registry {
     started: AtomicUsize,
     live: AtomicUsize,
     spawn: core_sync::Mutex<Vec<JoinHandle<()>>>,
-    words: Box<[AtomicU32]>,
-    sleepers: core_sync::Mutex<Vec<usize>>,
-    sleeping: AtomicUsize,
+    sleep: Sleep,
     broken_reason: core_sync::Mutex<Option<String>>,
-    wakeups: AtomicUsize,
 }
 
 // SAFETY: the only non-`Sync` field is `stealers`, whose slots are written
@@ -166,6 +125,7 @@ pub(crate) struct WorkerThread {
 
 impl WorkerThread {
     /// The worker running on the calling thread.
+    #[inline]
     pub(crate) fn current<R>(f: impl FnOnce(Option<&WorkerThread>) -> R) -> R {
         let p = CURRENT.with(Cell::get);
         // SAFETY: CURRENT points at the `WorkerThread` on this thread's stack
@@ -190,7 +150,21 @@ impl WorkerThread {
         self.registry.adjust_workers();
     }
 
+    /// [`push`](Self::push) for a job this worker pops back and runs itself
+    /// if nobody steals it (`join`'s second half): wakes a sleeper without
+    /// the protocol's fence (see `Sleep::hint_work`), the cost that `join`
+    /// pays most often.
+    #[inline(always)]
+    pub(crate) fn push_own(&self, job: JobRef) {
+        self.local.push(job);
+        self.registry.sleep.hint_work();
+        if self.registry.wants_worker() {
+            self.registry.adjust_workers();
+        }
+    }
+
     /// Pops this worker's newest job.
+    #[inline]
     pub(crate) fn pop(&self) -> Option<JobRef> {
         self.local.pop()
     }
@@ -333,11 +307,8 @@ impl Registry {
             started: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
             spawn: core_sync::Mutex::new(Vec::new()),
-            words: (0..capacity).map(|_| AtomicU32::new(AWAKE)).collect(),
-            sleepers: core_sync::Mutex::new(Vec::new()),
-            sleeping: AtomicUsize::new(0),
+            sleep: Sleep::new(capacity),
             broken_reason: core_sync::Mutex::new(None),
-            wakeups: AtomicUsize::new(0),
         });
         if !registry.config.daemon {
             shut_down_at_exit(&registry);
@@ -414,29 +385,27 @@ impl Registry {
     /// Tells the pool a job was pushed: wakes one sleeping worker, if any.
     #[inline]
     pub(crate) fn notify_work(&self) {
-        fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::Relaxed) > 0 {
-            self.wake_one();
-        }
+        self.sleep.notify_work();
     }
 
     /// Starts a worker when none sleeps and fewer than `max_workers` run
     /// (Python's `_adjust_thread_count`). Returns the error of a thread that
     /// could not be started.
     fn adjust_workers(self: &Arc<Self>) -> Option<io::Error> {
-        if self.sleeping.load(Ordering::SeqCst) > 0 || !self.wants_worker() {
+        if self.sleep.sleeping() > 0 || !self.wants_worker() {
             return None;
         }
         self.spawn_one().err()
     }
 
+    #[inline]
     fn wants_worker(&self) -> bool {
         self.started.load(Ordering::SeqCst) < self.capacity
     }
 
     fn spawn_one(self: &Arc<Self>) -> io::Result<()> {
         let mut handles = self.spawn.lock();
-        if !self.wants_worker() || self.sleeping.load(Ordering::SeqCst) > 0 {
+        if !self.wants_worker() || self.sleep.sleeping() > 0 {
             return Ok(());
         }
         // After shutdown, start a worker only if none is left to drain the
@@ -466,75 +435,21 @@ impl Registry {
         }
     }
 
-    /// Wakes one sleeping worker; whether there was one.
-    fn wake_one(&self) -> bool {
-        let index = {
-            let mut sleepers = self.sleepers.lock();
-            let Some(index) = sleepers.pop() else { return false };
-            self.sleeping.fetch_sub(1, Ordering::SeqCst);
-            self.words[index].store(AWAKE, Ordering::Release);
-            index
-        };
-        Futex::wake_one(&self.words[index]);
-        true
-    }
-
     /// Wakes worker `index` if it sleeps (its latch was set).
     pub(crate) fn wake_specific(&self, index: usize) {
-        {
-            let mut sleepers = self.sleepers.lock();
-            let Some(pos) = sleepers.iter().rposition(|&i| i == index) else { return };
-            sleepers.remove(pos);
-            self.sleeping.fetch_sub(1, Ordering::SeqCst);
-            self.words[index].store(AWAKE, Ordering::Release);
-        }
-        Futex::wake_one(&self.words[index]);
+        self.sleep.wake_specific(index);
     }
 
-    fn wake_all(&self) {
-        let woken: Vec<usize> = {
-            let mut sleepers = self.sleepers.lock();
-            let woken = std::mem::take(&mut *sleepers);
-            self.sleeping.fetch_sub(woken.len(), Ordering::SeqCst);
-            for &i in &woken {
-                self.words[i].store(AWAKE, Ordering::Release);
-            }
-            woken
-        };
-        for i in woken {
-            Futex::wake_one(&self.words[i]);
-        }
-    }
-
-    /// The sleep protocol (see the module docs): register, re-check, sleep.
+    /// Registers worker `index` to sleep, re-checks every queue and
+    /// `wake_when`, and sleeps until woken (the protocol of `sleep.rs`).
     fn sleep(&self, index: usize, wake_when: &dyn Fn() -> bool) {
-        let word = &self.words[index];
-        {
-            let mut sleepers = self.sleepers.lock();
-            sleepers.push(index);
-            word.store(ASLEEP, Ordering::Relaxed);
-            self.sleeping.fetch_add(1, Ordering::SeqCst);
-        }
-        fence(Ordering::SeqCst);
-        if wake_when() || self.has_work() {
-            let mut sleepers = self.sleepers.lock();
-            if let Some(pos) = sleepers.iter().rposition(|&i| i == index) {
-                sleepers.remove(pos);
-                self.sleeping.fetch_sub(1, Ordering::SeqCst);
-            }
-            word.store(AWAKE, Ordering::Relaxed);
-            return;
-        }
-        while word.load(Ordering::Acquire) == ASLEEP {
-            Futex::wait(word, ASLEEP);
-        }
-        self.wakeups.fetch_add(1, Ordering::Relaxed);
+        self.sleep.sleep(index, || wake_when() || self.has_work());
     }
 
     /// How many workers sleep now, and how many times a sleeping worker was
     /// woken so far.
     pub(crate) fn sleep_stats(&self) -> (usize, usize) {
-        (self.sleeping.load(Ordering::SeqCst), self.wakeups.load(Ordering::SeqCst))
+        (self.sleep.sleeping(), self.sleep.wakeups())
     }
 
     pub(crate) fn live_workers(&self) -> usize {
@@ -556,7 +471,7 @@ impl Registry {
         *self.broken_reason.lock() = Some(reason.to_string());
         self.wait_for_submissions();
         self.drain_injector(reason);
-        self.wake_all();
+        self.sleep.wake_all();
     }
 
     fn drain_injector(&self, why: &str) {
@@ -580,7 +495,7 @@ impl Registry {
             self.cancel_queued();
             self.gate.fetch_sub(1, Ordering::SeqCst);
         }
-        self.wake_all();
+        self.sleep.wake_all();
         if wait {
             let me = std_threads::get_ident();
             loop {

@@ -251,39 +251,62 @@ where
     let job_b = StackJob::new(b, wt.index);
     // SAFETY: `job_b` stays in place until its reference is popped back
     // below or its latch is set (`probe`); this frame does not return, nor
-    // unwind (`a` runs under `catch_unwind`), before one of those.
+    // unwind (`a` runs under `catch_unwind`, and `b` runs here only once
+    // its reference is popped back), before one of those.
     let b_ref = unsafe { job_b.as_job_ref() };
     let b_id = b_ref.id();
-    wt.push(b_ref);
-    let ra = panic::catch_unwind(AssertUnwindSafe(a));
-    let rb = loop {
-        if job_b.probe() {
-            break job_b.into_result();
+    wt.push_own(b_ref);
+    let ra = match panic::catch_unwind(AssertUnwindSafe(a)) {
+        Ok(ra) => ra,
+        Err(p) => {
+            finish_b(wt, &job_b, b_id);
+            panic::resume_unwind(p)
         }
+    };
+    while !job_b.probe() {
         match wt.pop() {
             Some(job) if job.id() == b_id => {
-                // Nobody stole it: run it here.
-                break match panic::catch_unwind(AssertUnwindSafe(|| job_b.run_inline())) {
-                    Ok(r) => JobResult::Ok(r),
-                    Err(p) => JobResult::Panic(p),
-                };
+                // Nobody stole it: run it here, as a plain call (a panic in
+                // `b` unwinds from here; `a` has finished).
+                // SAFETY: popped back, so this thread alone can reach it.
+                return (ra, unsafe { job_b.run_inline() });
             }
             Some(job) => wt.execute(job),
             None => {
                 wt.wait_until(&|| job_b.probe());
-                break job_b.into_result();
+                break;
             }
         }
-    };
-    let ra = match ra {
-        Ok(ra) => ra,
-        Err(p) => panic::resume_unwind(p),
-    };
-    match rb {
+    }
+    match job_b.into_result() {
         JobResult::Ok(rb) => (ra, rb),
         JobResult::Panic(p) => panic::resume_unwind(p),
         JobResult::None | JobResult::Abandoned => {
             unreachable!("a finished join job holds its result")
+        }
+    }
+}
+
+/// `a` panicked: `b` still has to finish (it may borrow from the joiner's
+/// frame) before the panic goes on; a panic of `b` is dropped then.
+#[cold]
+fn finish_b<F, R>(wt: &WorkerThread, job_b: &StackJob<F, R>, b_id: *const ())
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+{
+    while !job_b.probe() {
+        match wt.pop() {
+            Some(job) if job.id() == b_id => {
+                // SAFETY: popped back, so this thread alone can reach it.
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { job_b.run_inline() }));
+                return;
+            }
+            Some(job) => wt.execute(job),
+            None => {
+                wt.wait_until(&|| job_b.probe());
+                break;
+            }
         }
     }
 }

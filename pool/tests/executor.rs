@@ -1,4 +1,5 @@
 //! Python's `ThreadPoolExecutor` semantics.
+#![cfg(not(loom))]
 
 use pool::core_sync::Mutex;
 use pool::{ReturnWhen, ShutdownError, TaskError, ThreadPoolExecutor, promise};

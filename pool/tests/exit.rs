@@ -2,6 +2,7 @@
 //! shut down at exit as in Python (`concurrent.futures.thread._python_exit`):
 //! its queued work still runs and the process does not hang; daemon
 //! workers end with the process.
+#![cfg(not(loom))]
 
 use std::path::PathBuf;
 use std::process::{Child, Command};

@@ -1,5 +1,6 @@
 //! Python's `concurrent.futures.Future` semantics, through the producer side
 //! (`producer`) that executors use.
+#![cfg(not(loom))]
 
 use pool::core_sync::Mutex;
 use pool::core_sync::backend::{AtomicU32, Backend, Futex};

@@ -1,5 +1,6 @@
 //! An idle pool uses no CPU. Alone in its test binary, so that the process's
 //! CPU time is the pool's.
+#![cfg(not(loom))]
 
 #[cfg(target_os = "linux")]
 #[test]

@@ -1,4 +1,5 @@
 //! The scheduler: waking, nested waits, and a stress test.
+#![cfg(not(loom))]
 
 use pool::{Future, ThreadPoolExecutor, promise};
 use std::sync::Arc;

@@ -1,4 +1,5 @@
 //! `scope` (tasks borrowing from the caller) and `join` (fork-join).
+#![cfg(not(loom))]
 
 use pool::{ThreadPoolExecutor, join};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -161,5 +162,48 @@ fn a_panic_in_join_is_raised_after_both_halves_finish() {
     assert!(outcome.is_err());
     assert_eq!(other_done.load(Ordering::SeqCst), 1);
     // The pool still works.
+    assert_eq!(pool.join(|| 1, || 2), (1, 2));
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload.downcast_ref::<&str>().copied().unwrap_or("?")
+}
+
+/// On one worker nobody steals `b`: the worker pops it back and runs it
+/// after `a` panicked, then re-raises `a`'s panic.
+#[test]
+fn a_panic_in_join_on_one_worker_runs_b_then_raises() {
+    let pool = ThreadPoolExecutor::new(1);
+    let b_ran = AtomicUsize::new(0);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        pool.join(|| panic!("left fails"), || b_ran.fetch_add(1, Ordering::SeqCst))
+    }));
+    assert_eq!(panic_message(&*outcome.unwrap_err()), "left fails");
+    assert_eq!(b_ran.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.join(|| 1, || 2), (1, 2));
+}
+
+/// `b` run inline by its joiner (one worker) panics after `a` finished:
+/// the panic is `b`'s, and the worker lives on.
+#[test]
+fn a_panic_in_b_run_by_the_joiner_is_raised() {
+    let pool = ThreadPoolExecutor::new(1);
+    let a_ran = AtomicUsize::new(0);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        pool.join(|| a_ran.fetch_add(1, Ordering::SeqCst), || panic!("right fails"))
+    }));
+    assert_eq!(panic_message(&*outcome.unwrap_err()), "right fails");
+    assert_eq!(a_ran.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.join(|| 1, || 2), (1, 2));
+}
+
+/// Both halves panic: `a`'s panic is the one raised, after `b` finished.
+#[test]
+fn when_both_halves_panic_a_wins() {
+    let pool = ThreadPoolExecutor::new(1);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        pool.join(|| panic!("left fails"), || panic!("right fails"))
+    }));
+    assert_eq!(panic_message(&*outcome.unwrap_err()), "left fails");
     assert_eq!(pool.join(|| 1, || 2), (1, 2));
 }

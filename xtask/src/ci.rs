@@ -145,6 +145,15 @@ fn steps(quick: bool) -> Vec<Step> {
             // invalidating the normal one.
             .env("CARGO_TARGET_DIR", "target/loom"),
         );
+        steps.push(
+            Step::cargo(
+                "loom models (pool sleep/wake)",
+                &["test", "-p", "pool", "--release", "--locked", "--test", "loom"],
+            )
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("LOOM_MAX_PREEMPTIONS", "3")
+            .env("CARGO_TARGET_DIR", "target/loom"),
+        );
         steps.push(Step::cargo(
             "miri (core-sync tests, futex backend)",
             &["+nightly", "miri", "test", "-p", "core-sync", "--locked", "--tests"],
