@@ -2,9 +2,9 @@
 //! wait backend (`backend::Loom`, a model futex).
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p core-sync --release --test loom`
-//! (`cargo xtask ci` does). Models: Lock, RLock, Semaphore, BoundedSemaphore,
-//! Event, Condition (notify/timeout races), ReadWriteLock (each policy,
-//! downgrade, writer timeout) and Barrier. Bounds: at most 3 threads per model and
+//! (`cargo xtask ci` does). Models: `Lock`, `RLock`, `Semaphore`,
+//! `BoundedSemaphore`, `Event`, `Condition` (notify/timeout races),
+//! `ReadWriteLock` (each policy, downgrade, writer timeout) and `Barrier`. Bounds: at most 3 threads per model and
 //! `LOOM_MAX_PREEMPTIONS` = 3 (set by xtask), which explores each model
 //! exhaustively within that bound in seconds.
 #![cfg(loom)]
