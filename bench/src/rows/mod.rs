@@ -15,6 +15,7 @@ mod locks;
 mod pool;
 #[cfg(feature = "primitive-rows")]
 mod primitives;
+mod threads;
 
 /// One implementation measured in a row.
 #[derive(Clone, Copy)]
@@ -65,6 +66,7 @@ pub(crate) const fn imp(name: &'static str, run: BenchFn) -> Imp {
 /// Every row this build knows, in table order.
 pub(crate) fn all() -> Vec<Row> {
     let rows = locks::rows().into_iter();
+    let rows = rows.chain(threads::rows());
     #[cfg(feature = "primitive-rows")]
     let rows = rows.chain(primitives::rows());
     #[cfg(feature = "pool-rows")]
