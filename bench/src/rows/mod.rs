@@ -15,6 +15,8 @@ mod locks;
 mod pool;
 #[cfg(feature = "pending-primitives")]
 mod primitives;
+#[cfg(unix)]
+mod procpool;
 
 /// One implementation measured in a row.
 #[derive(Clone, Copy)]
@@ -69,6 +71,8 @@ pub(crate) fn all() -> Vec<Row> {
     let rows = rows.chain(primitives::rows());
     #[cfg(feature = "pending-pool")]
     let rows = rows.chain(pool::rows());
+    #[cfg(unix)]
+    let rows = rows.chain(procpool::rows());
     rows.collect()
 }
 
