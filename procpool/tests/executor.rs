@@ -88,6 +88,32 @@ fn failing_initializer(_: ()) {
     panic!("this initializer fails on purpose");
 }
 
+/// The fd this worker reads its calls from, as its parent handed it over
+/// (the first fd of the marker variable, which stays in the initial
+/// environment after `init` removed it from the live one).
+#[cfg(target_os = "linux")]
+fn call_fd() -> Option<i32> {
+    let env = std::fs::read("/proc/self/environ").ok()?;
+    let value = env.split(|&b| b == 0).find_map(|v| v.strip_prefix(b"PROCPOOL_WORKER="))?;
+    std::str::from_utf8(value).ok()?.split(':').nth(2)?.parse().ok()
+}
+
+/// Replaces this worker's end of its call pipe with a pipe that never
+/// delivers anything: the worker lives on, idle, and the parent's writes to
+/// it fail with `EPIPE`. Returns the fd it replaced.
+#[cfg(target_os = "linux")]
+fn deafen(_: ()) -> i32 {
+    let Some(fd) = call_fd() else { return -1 };
+    let mut silent = [0; 2];
+    // SAFETY: `silent` is a valid array for `pipe` to fill; both ends stay
+    // open for the life of the worker, and `dup2` closes the call pipe.
+    unsafe {
+        assert_eq!(libc::pipe(silent.as_mut_ptr()), 0);
+        assert_eq!(libc::dup2(silent[0], fd), fd);
+    }
+    fd
+}
+
 fn pool(workers: usize) -> ProcessPoolExecutor {
     ProcessPoolExecutor::builder().max_workers(workers).build().unwrap()
 }
@@ -350,6 +376,21 @@ fn replace_dead_workers_fails_only_the_task_of_the_dead_worker() {
         assert_eq!(get(f), Ok((x * x) as u64));
     }
     assert_ne!(get(&pool.submit(pid, ()).unwrap()).unwrap(), before);
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_worker_that_stops_reading_its_calls_is_replaced_and_the_call_runs_elsewhere() {
+    let pool =
+        ProcessPoolExecutor::builder().max_workers(1).replace_dead_workers(true).build().unwrap();
+    let before = pool.worker_pids();
+    assert!(get(&pool.submit(deafen, ()).unwrap()).unwrap() > 2);
+    // The worker is alive but its call pipe has no reader: the write fails
+    // (EPIPE), the worker is killed, and the call, which it never got, runs
+    // on its replacement instead of failing or waiting forever.
+    assert_eq!(get(&pool.submit(square, 3).unwrap()), Ok(9));
+    assert_ne!(pool.worker_pids(), before);
+    assert_eq!(get(&pool.submit(square, 4).unwrap()), Ok(16));
 }
 
 #[test]
