@@ -131,6 +131,10 @@ struct Lane {
     state: core_sync::Mutex<LaneState>,
     /// The worker's child, to kill when it closes its end of the pipe.
     handle: Arc<ChildHandle>,
+    /// The reader is completing futures it took from `in_flight` (set
+    /// under the lock as it takes them): their done callbacks may run long,
+    /// and the pool is not finished before they have run.
+    completing: AtomicBool,
 }
 
 struct LaneState {
@@ -158,6 +162,7 @@ impl Lane {
     fn new(handle: Arc<ChildHandle>) -> Lane {
         Lane {
             handle,
+            completing: AtomicBool::new(false),
             state: core_sync::Mutex::new(LaneState {
                 open: false,
                 to_child: None,
@@ -1036,6 +1041,7 @@ impl Reader {
         loop {
             if !discard && filled > 0 {
                 let (used, finished, error) = self.handle_frames(filled);
+                self.lane.completing.store(false, Ordering::Release);
                 self.buf.copy_within(used..filled, 0);
                 filled -= used;
                 if let Some(why) = error {
@@ -1116,6 +1122,7 @@ impl Reader {
                 let expected = l.in_flight.front().map(|(job, _)| frame_task(&job.frame));
                 if expected == Some(task) && l.sent > 0 {
                     l.sent -= 1;
+                    self.lane.completing.store(true, Ordering::Relaxed);
                     l.in_flight.pop_front()
                 } else {
                     None
@@ -1373,9 +1380,10 @@ impl Manager {
                 consider(w.eof_deadline);
             }
             consider(w.reader_deadline);
-            if killed {
-                // A killed worker is reaped promptly; look again soon in
-                // case its exit callback raced with this round.
+            if killed || w.handle.is_done() {
+                // A killed worker is reaped promptly, and a reaped one's
+                // reader ends soon: look again soon in case their wake-ups
+                // raced with this round.
                 consider(Deadline::after(Duration::from_millis(50)));
             }
         }
@@ -1546,7 +1554,13 @@ impl Manager {
             }
             if w.lane.state.lock().reading {
                 // The child is gone, so its output ends now; a process it
-                // forked may hold the pipe open, so wait only a while.
+                // forked may hold the pipe open, so wait only a while (but
+                // as long as done callbacks run).
+                if w.lane.completing.load(Ordering::Acquire) {
+                    w.reader_deadline = Deadline::NEVER;
+                    i += 1;
+                    continue;
+                }
                 if w.reader_deadline == Deadline::NEVER {
                     w.reader_deadline = Deadline::after(READER_GRACE);
                 }

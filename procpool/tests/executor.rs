@@ -443,6 +443,26 @@ fn dropping_the_pool_waits_for_its_tasks() {
 }
 
 #[test]
+fn shutdown_waits_for_the_done_callbacks_of_its_tasks() {
+    let pool = pool(2);
+    let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = pool.submit(sleeps, 100).unwrap();
+    let flag = std::sync::Arc::clone(&called);
+    // Runs in the pool's thread that completes the future (the task is
+    // still running); a slow callback is still part of the task.
+    f.add_done_callback(move |_| {
+        std::thread::sleep(Duration::from_millis(1500));
+        flag.store(true, Ordering::SeqCst);
+    });
+    // Another worker finishes while the callback runs, so the pool has
+    // every other reason to finish early.
+    let other = pool.submit(sleeps, 300).unwrap();
+    pool.shutdown(true, false);
+    assert_eq!(get(&other), Ok(300));
+    assert!(called.load(Ordering::SeqCst), "shutdown returned before the callback had run");
+}
+
+#[test]
 fn shutdown_from_a_done_callback_does_not_deadlock() {
     let pool = std::sync::Arc::new(pool(1));
     let inner = std::sync::Arc::clone(&pool);
