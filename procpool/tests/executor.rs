@@ -114,6 +114,21 @@ fn deafen(_: ()) -> i32 {
     fd
 }
 
+/// Forks a process that keeps this worker's pipes open for `ms`
+/// milliseconds, after the worker itself is gone.
+fn fork_holder(ms: u64) -> u32 {
+    // SAFETY: the forked process only sleeps and exits (async-signal-safe
+    // calls), never returning into the copy of this program.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::usleep(u32::try_from(ms * 1000).unwrap_or(u32::MAX));
+            libc::_exit(0);
+        }
+        u32::try_from(pid).unwrap_or(0)
+    }
+}
+
 fn pool(workers: usize) -> ProcessPoolExecutor {
     ProcessPoolExecutor::builder().max_workers(workers).build().unwrap()
 }
@@ -361,6 +376,21 @@ fn a_task_over_its_timeout_fails_and_its_worker_is_replaced() {
     assert_eq!(get(&pool.submit(square, 5).unwrap()), Ok(25));
     assert_eq!(get(&pool.submit(sleeps, 10).unwrap()), Ok(10));
     assert_ne!(pool.worker_pids(), before);
+}
+
+#[test]
+fn a_dead_worker_is_noticed_while_a_process_it_forked_holds_its_pipes() {
+    let pool =
+        ProcessPoolExecutor::builder().max_workers(1).replace_dead_workers(true).build().unwrap();
+    assert!(get(&pool.submit(fork_holder, 4_000).unwrap()).unwrap() > 0);
+    let start = Instant::now();
+    let dead = pool.submit(aborts, ()).unwrap();
+    // The worker's output does not end while the forked process lives, but
+    // its death is handled all the same, well before that process exits.
+    let message = broken_message(&dead);
+    assert!(message.contains("signal 6"), "{message}");
+    assert_eq!(get(&pool.submit(square, 7).unwrap()), Ok(49));
+    assert!(start.elapsed() < Duration::from_millis(3_500), "took {:?}", start.elapsed());
 }
 
 #[test]
