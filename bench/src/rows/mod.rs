@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 
 use crate::harness::BenchFn;
 
+// Unix only, as procpool is.
+#[cfg(unix)]
+mod procpool;
+
 mod locks;
 #[cfg(feature = "pending-pool")]
 mod pool;
 #[cfg(feature = "pending-primitives")]
 mod primitives;
-#[cfg(unix)]
-mod procpool;
 
 /// One implementation measured in a row.
 #[derive(Clone, Copy)]
