@@ -15,13 +15,14 @@ Run it by hand with: python3 bench/python/bench_threading.py --runs 3 --target-m
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import statistics
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 now = time.perf_counter_ns
 
@@ -139,6 +140,46 @@ def pool_submit(n):
     return elapsed
 
 
+# ProcessPoolExecutor rows. The task is a builtin (`abs`): it pickles by
+# name whatever the start method, although this script is read from stdin.
+
+
+def procpool_round_trip(n):
+    with ProcessPoolExecutor(max_workers=1) as ex:
+        for i in range(100):  # start the worker, warm it up
+            ex.submit(abs, -i).result()
+        start = now()
+        for i in range(n):
+            assert ex.submit(abs, -i).result() == i
+        return now() - start
+
+
+def procpool_submit(n):
+    workers = os.cpu_count() or 1
+    with ProcessPoolExecutor(max_workers=workers) as ex:
+        for f in [ex.submit(abs, 0) for _ in range(workers)]:
+            f.result()
+        start = now()
+        futures = [ex.submit(abs, -i) for i in range(n)]
+        total = sum(f.result() for f in futures)
+        elapsed = now() - start
+    assert total == n * (n - 1) // 2
+    return elapsed
+
+
+def procpool_startup(n):
+    total = 0
+    for i in range(n):
+        start = now()
+        ex = ProcessPoolExecutor(max_workers=2)
+        assert ex.submit(abs, -i).result() == i
+        total += now() - start
+        ex.shutdown(wait=True)  # not timed
+    return total
+
+
+PROCESS_POOL = "ProcessPoolExecutor (%s)" % multiprocessing.get_context().get_start_method()
+
 # id -> (what is measured, function, fixed iterations (full, quick) or None)
 ROWS = {
     "lock/uncontended": ("threading.Lock", lock_uncontended, None),
@@ -150,6 +191,9 @@ ROWS = {
     # Far fewer tasks than the Rust row's 200 000 (CPython needs ~10 us a
     # task); the figure is per task all the same.
     "pool/submit-200k": ("ThreadPoolExecutor", pool_submit, (20_000, 2_000)),
+    "procpool/round-trip": (PROCESS_POOL, procpool_round_trip, None),
+    "procpool/submit-20k": (PROCESS_POOL, procpool_submit, (20_000, 2_000)),
+    "procpool/startup": (PROCESS_POOL, procpool_startup, None),
 }
 
 

@@ -118,6 +118,8 @@ fn exec(args: &[String]) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    procpool::init(); // the process-pool rows' workers are this binary
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = if args.first().map(String::as_str) == Some("--exec") {
         exec(&args[1..])

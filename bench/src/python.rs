@@ -112,6 +112,9 @@ mod tests {
             "condition/ping-pong",
             "event/round-trip",
             "pool/submit-200k",
+            "procpool/round-trip",
+            "procpool/submit-20k",
+            "procpool/startup",
         ];
         for id in known {
             assert!(SCRIPT.contains(&format!("\"{id}\"")), "{id} missing from the script");

@@ -3,14 +3,23 @@
 //! # Threads and state
 //!
 //! - Callers (`submit`, `map`, `shutdown`) encode the call into a finished
-//!   CALL frame, then push a [`Job`] on the shared queue under a
-//!   `core_sync::Mutex` and wake the manager.
-//! - One *manager* thread owns the workers. It sleeps in `poll(2)` on the
-//!   workers' result pipes, on the pipes it has frames to write to, and on a
+//!   CALL frame. Under the queue's `core_sync::Mutex`, when nothing is
+//!   queued and a worker is idle, the caller writes the frame straight into
+//!   that worker's pipe (its [`Lane`], under the lane's lock): the manager
+//!   is not on the way. Otherwise it pushes a [`Job`] on the queue and
+//!   wakes the manager.
+//! - Each connected worker has a *reader* thread ([`Reader`]) blocked in
+//!   `read(2)` on the worker's result pipe: it completes each future as its
+//!   result arrives. So a round trip on an idle pool is three hops: caller
+//!   -> worker (pipe), worker -> reader (pipe), reader -> caller (the
+//!   future's futex), with no manager round in between.
+//! - One *manager* thread owns the workers. It sleeps in `poll(2)` on a
 //!   wake-up pipe (written at most once per manager round: `wake_pending`
-//!   says a byte is already on its way). It hands queued jobs to workers,
-//!   reads results and completes futures, enforces per-task deadlines, and
-//!   handles worker deaths.
+//!   says a byte is already on its way) and on the pipes it has frames to
+//!   write to. It hands queued jobs to workers, enforces per-task
+//!   deadlines, and handles worker deaths. Readers wake it when a finished
+//!   job frees room while jobs are queued (`queued`) or the pool shuts down
+//!   (`closing`), and when their worker's output ends.
 //! - Each worker has a keeper thread (see `child`) that forked it, does the
 //!   handshake, and reaps it; the keeper wakes the manager when the worker
 //!   is ready and when it has exited.
@@ -38,7 +47,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Jobs handed to one worker at once, at most.
@@ -107,6 +116,168 @@ impl<R: DeserializeOwned + Send + 'static> Completion for Typed<R> {
 struct Job {
     frame: Vec<u8>,
     done: Box<dyn Completion>,
+}
+
+// ---------------------------------------------------------------------------
+// Lanes: what a worker shares with the submitting threads
+
+/// A worker's pipe to its child and the jobs sent on it, shared by the
+/// manager and the threads that submit.
+///
+/// Lock order: the queue's lock, then a lane's. Nobody takes the queue's
+/// lock while holding a lane's, and no job is completed or cancelled under a
+/// lane's lock (a done callback may submit).
+struct Lane {
+    state: core_sync::Mutex<LaneState>,
+    /// The worker's child, to kill when it closes its end of the pipe.
+    handle: Arc<ChildHandle>,
+    /// The reader is completing futures it took from `in_flight` (set
+    /// under the lock as it takes them): their done callbacks may run long,
+    /// and the pool is not finished before they have run.
+    completing: AtomicBool,
+}
+
+struct LaneState {
+    /// Takes new jobs: connected, and neither killed, closed nor ended.
+    open: bool,
+    to_child: Option<File>,
+    /// Jobs sent (or being sent), oldest first; `sent` of them fully
+    /// written, `written` bytes of the next.
+    in_flight: VecDeque<(Job, Deadline)>,
+    sent: usize,
+    written: usize,
+    /// Jobs handed to this worker in all.
+    assigned: u64,
+    /// Why the child was killed (the first reason given).
+    kill: Option<Kill>,
+    /// The message of an `INIT_FAILED` frame.
+    init_failed: Option<String>,
+    /// The reader saw the end of the child's output.
+    eof: bool,
+    /// A reader thread runs (it may still complete jobs).
+    reading: bool,
+}
+
+impl Lane {
+    fn new(handle: Arc<ChildHandle>) -> Lane {
+        Lane {
+            handle,
+            completing: AtomicBool::new(false),
+            state: core_sync::Mutex::new(LaneState {
+                open: false,
+                to_child: None,
+                in_flight: VecDeque::new(),
+                sent: 0,
+                written: 0,
+                assigned: 0,
+                kill: None,
+                init_failed: None,
+                eof: false,
+                reading: false,
+            }),
+        }
+    }
+}
+
+impl LaneState {
+    /// Whether a job may be sent: open, room below `depth` jobs in flight,
+    /// and under the per-child task limit (0: none).
+    fn has_room(&self, depth: usize, max_tasks: u64) -> bool {
+        self.open
+            && self.to_child.is_some()
+            && self.in_flight.len() <= depth
+            && (max_tasks == 0 || self.assigned < max_tasks)
+    }
+
+    /// Whether frames wait to be written.
+    fn unsent(&self) -> bool {
+        self.to_child.is_some() && self.sent < self.in_flight.len()
+    }
+
+    /// Writes the frames not yet sent, as far as the (non-blocking) pipe
+    /// takes them. Returns `false` when the child has closed its end
+    /// (`EPIPE`): the pipe is dropped and the lane closed.
+    fn write_out(&mut self) -> bool {
+        let Some(to_child) = &self.to_child else { return true };
+        while self.sent < self.in_flight.len() {
+            let n = if self.sent + 1 == self.in_flight.len() {
+                // One frame (the common case of a single call): no iovec.
+                let frame = &self.in_flight[self.sent].0.frame[self.written..];
+                // SAFETY: writes from a valid buffer owned by `in_flight`.
+                unsafe { libc::write(to_child.as_raw_fd(), frame.as_ptr().cast(), frame.len()) }
+            } else {
+                let mut iov: Vec<libc::iovec> = Vec::with_capacity(16);
+                for (k, (job, _)) in self.in_flight.iter().enumerate().skip(self.sent).take(64) {
+                    let skip = if k == self.sent { self.written } else { 0 };
+                    iov.push(libc::iovec {
+                        iov_base: job.frame[skip..].as_ptr() as *mut libc::c_void,
+                        iov_len: job.frame.len() - skip,
+                    });
+                }
+                // SAFETY: every iovec points into a frame owned by
+                // `in_flight`, which is not changed during the call.
+                unsafe {
+                    libc::writev(
+                        to_child.as_raw_fd(),
+                        iov.as_ptr(),
+                        libc::c_int::try_from(iov.len()).unwrap_or(64),
+                    )
+                }
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    self.to_child = None;
+                    self.open = false;
+                    return false;
+                }
+                return true;
+            }
+            let mut n = n.cast_unsigned();
+            while n > 0 {
+                let left = self.in_flight[self.sent].0.frame.len() - self.written;
+                if n >= left {
+                    n -= left;
+                    self.sent += 1;
+                    self.written = 0;
+                } else {
+                    self.written += n;
+                    n = 0;
+                }
+            }
+        }
+        true
+    }
+}
+
+impl Lane {
+    /// Writes what `l` (this lane's locked state) has not sent yet. A child
+    /// that closed its end of the pipe is killed: dying or not, it takes no
+    /// more calls, and its jobs not delivered go to other workers when it is
+    /// reaped.
+    fn flush(&self, l: &mut LaneState) {
+        if !l.write_out() {
+            if l.kill.is_none() {
+                l.kill = Some(Kill::Protocol("it closed its end of the call pipe".to_owned()));
+            }
+            self.handle.signal(libc::SIGKILL);
+        }
+    }
+}
+
+/// Whether this process ignores SIGPIPE (Rust's runtime and Python both
+/// set that up before `main`), so that a thread that is not one of this
+/// crate's may write to a child's pipe: a dead child is then an `EPIPE`
+/// error, not a signal that ends the program.
+fn sigpipe_ignored() -> bool {
+    // SAFETY: an all-zero `sigaction` is a valid value to be filled in.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `old`.
+    let r = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &raw mut old) };
+    r == 0 && old.sa_sigaction == libc::SIG_IGN
 }
 
 // ---------------------------------------------------------------------------
@@ -242,12 +413,19 @@ struct Queue {
     shutdown: bool,
     broken: Option<String>,
     pids: Vec<u32>,
+    /// The lanes of the connected workers, for direct sends.
+    lanes: Vec<Arc<Lane>>,
 }
 
 struct Shared {
     queue: core_sync::Mutex<Queue>,
     wake_pending: AtomicU32,
     wake_fd: OwnedFd,
+    /// `queue.pending.len()`, stored under the queue's lock: readers wake
+    /// the manager when a finished job frees room while jobs are queued.
+    queued: AtomicUsize,
+    /// Set by `shutdown`: readers wake the manager as jobs finish.
+    closing: AtomicBool,
     /// Set when the manager has finished: every worker reaped.
     finished: Flag,
     secret: [u8; 16],
@@ -270,6 +448,43 @@ impl Shared {
 
     fn one_task_at_a_time(&self) -> bool {
         self.config.task_timeout.is_some() || self.config.cancel_running
+    }
+
+    /// Hands `job` straight to an idle worker by writing its frame into the
+    /// worker's pipe, with the queue locked (and empty, so no queued job is
+    /// overtaken). Returns whether the manager must be woken (a deadline to
+    /// watch, or a frame the pipe did not take whole), or gives the job back
+    /// when no worker is idle.
+    fn send_direct(&self, q: &Queue, job: Job) -> Result<bool, Job> {
+        if q.lanes.is_empty() || !sigpipe_ignored() {
+            return Err(job);
+        }
+        let max_tasks = self.config.max_tasks_per_child;
+        let mut job = job;
+        for lane in &q.lanes {
+            let mut l = lane.state.lock();
+            if !l.has_room(0, max_tasks) {
+                continue;
+            }
+            if !job.done.start(self.config.cancel_running) {
+                // Cancelled already (it cannot be: its future was not handed
+                // out yet); nothing to run.
+                return Ok(false);
+            }
+            let deadline = self.config.task_timeout.map_or(Deadline::NEVER, Deadline::after);
+            l.in_flight.push_back((job, deadline));
+            l.assigned += 1;
+            lane.flush(&mut l);
+            if l.to_child.is_none() && l.sent == 0 && l.written == 0 {
+                // The child is gone and got none of it: try another.
+                let Some((back, _)) = l.in_flight.pop_back() else { return Ok(true) };
+                l.assigned -= 1;
+                job = back;
+                continue;
+            }
+            return Ok(deadline != Deadline::NEVER || l.sent < l.in_flight.len());
+        }
+        Err(job)
     }
 }
 
@@ -410,9 +625,12 @@ impl ProcessPoolExecutor {
                 shutdown: false,
                 broken: None,
                 pids: Vec::new(),
+                lanes: Vec::new(),
             }),
             wake_pending: AtomicU32::new(0),
             wake_fd: wake_w,
+            queued: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
             finished: Flag::new(),
             secret,
             build_id,
@@ -438,7 +656,12 @@ impl ProcessPoolExecutor {
             let outcome =
                 manager.workers[i].starting.as_ref().and_then(|slot| slot.take_deadline(deadline));
             match outcome {
-                Some(Ok(connected)) => manager.workers[i].connect(connected),
+                Some(Ok(connected)) => {
+                    if let Err(message) = manager.workers[i].connect(connected, &shared) {
+                        manager.abandon();
+                        return Err(Error::Start(message));
+                    }
+                }
                 Some(Err(message)) => {
                     manager.abandon();
                     return Err(Error::Start(message));
@@ -482,7 +705,7 @@ impl ProcessPoolExecutor {
     ) -> Result<Future<R>, Error> {
         let (future, promise) = pool::promise::<R>();
         let job = Job { frame, done: Box::new(Typed { promise }) };
-        {
+        let wake = {
             let mut q = self.shared.queue.lock();
             if let Some(why) = &q.broken {
                 return Err(Error::BrokenPool(why.clone()));
@@ -490,9 +713,20 @@ impl ProcessPoolExecutor {
             if q.shutdown {
                 return Err(Error::Shutdown);
             }
-            q.pending.push_back(job);
+            let direct =
+                if q.pending.is_empty() { self.shared.send_direct(&q, job) } else { Err(job) };
+            match direct {
+                Ok(wake) => wake,
+                Err(job) => {
+                    q.pending.push_back(job);
+                    self.shared.queued.store(q.pending.len(), Ordering::Relaxed);
+                    true
+                }
+            }
+        };
+        if wake {
+            self.shared.wake();
         }
-        self.shared.wake();
         if self.shared.config.cancel_running {
             let shared = Arc::downgrade(&self.shared);
             future.add_done_callback(move |_| {
@@ -587,7 +821,13 @@ impl ProcessPoolExecutor {
         let cancelled = {
             let mut q = self.shared.queue.lock();
             q.shutdown = true;
-            if cancel_futures { std::mem::take(&mut q.pending) } else { VecDeque::new() }
+            self.shared.closing.store(true, Ordering::Relaxed);
+            if cancel_futures {
+                self.shared.queued.store(0, Ordering::Relaxed);
+                std::mem::take(&mut q.pending)
+            } else {
+                VecDeque::new()
+            }
         };
         for job in cancelled {
             job.done.cancel();
@@ -680,7 +920,7 @@ impl<R> Iterator for MapResults<R> {
 // ---------------------------------------------------------------------------
 // The manager
 
-/// Why the manager killed a worker.
+/// Why a worker was killed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kill {
     /// Its running task passed its deadline.
@@ -693,36 +933,77 @@ enum Kill {
     Stop,
 }
 
+/// Kills a worker's child for `why` (the first reason given is kept), and
+/// closes its lane. Called without the lane's lock.
+fn kill(lane: &Lane, handle: &ChildHandle, why: Kill) {
+    {
+        let mut l = lane.state.lock();
+        if l.kill.is_none() {
+            l.kill = Some(why);
+        }
+        l.open = false;
+    }
+    handle.signal(libc::SIGKILL);
+}
+
 struct Worker {
     handle: Arc<ChildHandle>,
     /// The handshake's outcome, while starting.
     starting: Option<Arc<OneShot<SpawnResult>>>,
     start_deadline: Deadline,
-    to_child: Option<File>,
-    from_child: Option<File>,
-    inbuf: Vec<u8>,
-    filled: usize,
-    /// Jobs sent (or being sent), oldest first; `sent` of them fully
-    /// written, `written` bytes of the next.
-    in_flight: VecDeque<(Job, Deadline)>,
-    sent: usize,
-    written: usize,
-    assigned: u64,
+    /// The pipes to and from the child, the jobs sent, and what the
+    /// worker's reader saw.
+    lane: Arc<Lane>,
+    /// The reader saw the end of the child's output (at this deadline the
+    /// child, if still alive, is killed).
     eof: bool,
     eof_deadline: Deadline,
-    kill: Option<Kill>,
-    init_failed: Option<String>,
+    /// Reaped but its reader not finished: how long to wait for it.
+    reader_deadline: Deadline,
 }
 
 impl Worker {
-    fn connect(&mut self, c: Connected) {
+    /// Connects a worker whose handshake passed: opens its lane and starts
+    /// the thread that reads its results.
+    fn connect(&mut self, c: Connected, shared: &Arc<Shared>) -> Result<(), String> {
         nonblocking(&c.to_child);
-        nonblocking(&c.from_child);
-        self.filled = c.leftover.len();
-        self.inbuf = c.leftover;
-        self.to_child = Some(c.to_child);
-        self.from_child = Some(c.from_child);
+        {
+            let mut l = self.lane.state.lock();
+            l.to_child = Some(c.to_child);
+            l.open = true;
+            l.reading = true;
+        }
         self.starting = None;
+        let reader = Reader {
+            from_child: c.from_child,
+            buf: c.leftover,
+            lane: Arc::clone(&self.lane),
+            handle: Arc::clone(&self.handle),
+            shared: Arc::downgrade(shared),
+            pool: Arc::as_ptr(shared) as usize,
+            max: shared.config.max_frame,
+        };
+        let spawned =
+            std::thread::Builder::new().name("procpool-reader".into()).spawn(move || reader.run());
+        if let Err(e) = spawned {
+            self.lane.state.lock().reading = false;
+            self.kill(Kill::Stop);
+            return Err(format!("no thread to read a worker's results: {e}"));
+        }
+        Ok(())
+    }
+
+    /// Takes every job sent to this worker and closes its lane.
+    fn take_in_flight(&self) -> VecDeque<(Job, Deadline)> {
+        let mut l = self.lane.state.lock();
+        l.open = false;
+        l.sent = 0;
+        l.written = 0;
+        std::mem::take(&mut l.in_flight)
+    }
+
+    fn killed(&self) -> bool {
+        self.lane.state.lock().kill.is_some()
     }
 
     fn pid_text(&self) -> String {
@@ -730,12 +1011,150 @@ impl Worker {
     }
 
     fn kill(&mut self, why: Kill) {
-        if self.kill.is_none() {
-            self.kill = Some(why);
-        }
-        self.handle.signal(libc::SIGKILL);
+        kill(&self.lane, &self.handle, why);
     }
 }
+
+/// The thread that reads one worker's results: it blocks in `read(2)` on
+/// the worker's pipe and completes each future as its result arrives, so a
+/// result reaches its caller in one hop. It ends at the end of the child's
+/// output.
+struct Reader {
+    from_child: File,
+    /// Received bytes (the handshake's leftover first); `buf.len()` of them.
+    buf: Vec<u8>,
+    lane: Arc<Lane>,
+    handle: Arc<ChildHandle>,
+    shared: std::sync::Weak<Shared>,
+    /// The pool, for `MANAGER_OF` (callbacks run here).
+    pool: usize,
+    max: u32,
+}
+
+impl Reader {
+    fn run(mut self) {
+        // Done callbacks run on this thread: a shutdown from one must not
+        // wait for the pool (which waits for this thread's worker).
+        MANAGER_OF.with(|m| m.set(self.pool));
+        let mut filled = self.buf.len();
+        let mut discard = false;
+        loop {
+            if !discard && filled > 0 {
+                let (used, finished, error) = self.handle_frames(filled);
+                self.lane.completing.store(false, Ordering::Release);
+                self.buf.copy_within(used..filled, 0);
+                filled -= used;
+                if let Some(why) = error {
+                    kill(&self.lane, &self.handle, Kill::Protocol(why));
+                    discard = true;
+                    filled = 0;
+                }
+                if finished {
+                    self.wake_if_needed();
+                }
+            }
+            // `buf` stays initialised; `filled` bytes of it are received.
+            if self.buf.len() - filled < READ_ROOM {
+                let grown = (filled + 4 * READ_ROOM).max(2 * self.buf.len());
+                self.buf.resize(grown, 0);
+            }
+            let at = if discard { 0 } else { filled };
+            match self.from_child.read(&mut self.buf[at..]) {
+                Ok(0) => break,
+                Ok(n) => filled = at + n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let mut l = self.lane.state.lock();
+        l.eof = true;
+        l.open = false;
+        if filled > 0 && !discard && l.kill.is_none() {
+            l.kill =
+                Some(Kill::Protocol(format!("its output ended inside a frame ({filled} bytes)")));
+        }
+        l.reading = false;
+        drop(l);
+        if let Some(s) = self.shared.upgrade() {
+            s.wake();
+        }
+    }
+
+    /// Wakes the manager when a worker's freed room matters to it: jobs
+    /// wait in the queue, or the pool is shutting down.
+    fn wake_if_needed(&self) {
+        if let Some(s) = self.shared.upgrade()
+            && (s.queued.load(Ordering::Relaxed) > 0 || s.closing.load(Ordering::Relaxed))
+        {
+            s.wake();
+        }
+    }
+
+    /// Completes the futures of the whole frames among the first `filled`
+    /// bytes. Returns the bytes used, whether a job finished, and a protocol
+    /// error.
+    fn handle_frames(&self, filled: usize) -> (usize, bool, Option<String>) {
+        let mut at = 0;
+        let mut finished = false;
+        loop {
+            let (frame, used) = match wire::decode(&self.buf[at..filled], self.max) {
+                Ok(Some(x)) => x,
+                Ok(None) => return (at, finished, None),
+                Err(e) => return (at, finished, Some(format!("it sent a bad frame: {e}"))),
+            };
+            at += used;
+            let task = match &frame {
+                Frame::Ok { task, .. } | Frame::Panic { task, .. } | Frame::Failed { task, .. } => {
+                    *task
+                }
+                Frame::InitFailed(message) => {
+                    let mut l = self.lane.state.lock();
+                    l.init_failed = Some(message.to_string());
+                    l.open = false;
+                    continue;
+                }
+                other => {
+                    return (at, finished, Some(format!("it sent an unexpected frame: {other:?}")));
+                }
+            };
+            let answered = {
+                let mut l = self.lane.state.lock();
+                let expected = l.in_flight.front().map(|(job, _)| frame_task(&job.frame));
+                if expected == Some(task) && l.sent > 0 {
+                    l.sent -= 1;
+                    self.lane.completing.store(true, Ordering::Relaxed);
+                    l.in_flight.pop_front()
+                } else {
+                    None
+                }
+            };
+            // Completed without the lane's lock: a done callback may submit.
+            let Some((job, _)) = answered else {
+                return (
+                    at,
+                    finished,
+                    Some(format!("it answered task {task}, which it was not running")),
+                );
+            };
+            finished = true;
+            match frame {
+                Frame::Ok { payload, .. } => job.done.finish(Ok(payload)),
+                Frame::Panic { message, .. } => {
+                    job.done.finish(Err(TaskError::Panicked(Box::new(message.into_owned()))));
+                }
+                Frame::Failed { message, .. } => {
+                    job.done.finish(Err(TaskError::Other(message.into_owned())));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// How long the manager waits, after a worker was reaped, for its reader to
+/// see the end of its output (it comes at once unless a process the task
+/// forked still holds the pipe).
+const READER_GRACE: Duration = Duration::from_secs(1);
 
 struct Manager {
     shared: Arc<Shared>,
@@ -780,33 +1199,27 @@ impl Manager {
                 s.wake();
             }
         }));
+        let lane = Arc::new(Lane::new(Arc::clone(&handle)));
         Ok(Worker {
             handle,
             starting: Some(slot),
             start_deadline: Deadline::after(self.shared.config.start_timeout),
-            to_child: None,
-            from_child: None,
-            inbuf: Vec::new(),
-            filled: 0,
-            in_flight: VecDeque::new(),
-            sent: 0,
-            written: 0,
-            assigned: 0,
+            lane,
             eof: false,
             eof_deadline: Deadline::NEVER,
-            kill: None,
-            init_failed: None,
+            reader_deadline: Deadline::NEVER,
         })
     }
 
+    /// Publishes the connected workers: their pids, and their lanes for
+    /// direct sends.
     fn publish_pids(&self) {
-        let pids = self
-            .workers
-            .iter()
-            .filter(|w| w.starting.is_none())
-            .filter_map(|w| w.handle.pid())
-            .collect();
-        self.shared.queue.lock().pids = pids;
+        let connected = || self.workers.iter().filter(|w| w.starting.is_none());
+        let pids = connected().filter_map(|w| w.handle.pid()).collect();
+        let lanes = connected().map(|w| Arc::clone(&w.lane)).collect();
+        let mut q = self.shared.queue.lock();
+        q.pids = pids;
+        q.lanes = lanes;
     }
 
     /// Kills every worker, waits for each to be reaped, and fails every job.
@@ -821,17 +1234,22 @@ impl Manager {
             .broken
             .clone()
             .unwrap_or_else(|| "the pool stopped".to_owned());
-        for mut w in std::mem::take(&mut self.workers) {
+        for w in std::mem::take(&mut self.workers) {
             w.handle.wait_deadline(Deadline::NEVER);
-            for (job, _) in w.in_flight.drain(..) {
+            for (job, _) in w.take_in_flight() {
                 job.done.finish(Err(TaskError::BrokenPool(error.clone())));
             }
         }
-        let pending = std::mem::take(&mut self.shared.queue.lock().pending);
+        let pending = {
+            let mut q = self.shared.queue.lock();
+            q.pids.clear();
+            q.lanes.clear();
+            self.shared.queued.store(0, Ordering::Relaxed);
+            std::mem::take(&mut q.pending)
+        };
         for job in pending {
             job.done.finish(Err(TaskError::BrokenPool(error.clone())));
         }
-        self.shared.queue.lock().pids.clear();
     }
 
     fn run(mut self) {
@@ -852,24 +1270,23 @@ impl Manager {
     /// Marks the pool broken: refuses new work, fails what is pending and
     /// running, and stops every worker.
     fn break_pool(&mut self, why: &str) {
-        let pending = {
+        let (pending, why) = {
             let mut q = self.shared.queue.lock();
             if q.broken.is_none() {
                 q.broken = Some(why.to_owned());
             }
-            std::mem::take(&mut q.pending)
+            self.shared.queued.store(0, Ordering::Relaxed);
+            (std::mem::take(&mut q.pending), q.broken.clone().unwrap_or_default())
         };
-        let why = self.shared.queue.lock().broken.clone().unwrap_or_default();
         for job in pending {
             job.done.finish(Err(TaskError::BrokenPool(why.clone())));
         }
         for w in &mut self.workers {
-            for (job, _) in w.in_flight.drain(..) {
+            let in_flight = w.take_in_flight();
+            w.kill(Kill::Stop);
+            for (job, _) in in_flight {
                 job.done.finish(Err(TaskError::BrokenPool(why.clone())));
             }
-            w.sent = 0;
-            w.written = 0;
-            w.kill(Kill::Stop);
         }
     }
 
@@ -879,8 +1296,8 @@ impl Manager {
 
     fn run_loop(&mut self) {
         let mut pollfds: Vec<libc::pollfd> = Vec::new();
-        // Which worker and which pipe each poll entry is.
-        let mut owners: Vec<(usize, bool)> = Vec::new();
+        // Which worker each poll entry (after the wake-up pipe) is.
+        let mut owners: Vec<usize> = Vec::new();
         loop {
             self.shared.wake_pending.store(0, Ordering::Release);
             self.check_starting();
@@ -905,23 +1322,15 @@ impl Manager {
                 events: libc::POLLIN,
                 revents: 0,
             });
-            owners.push((usize::MAX, false));
             for (i, w) in self.workers.iter().enumerate() {
-                if let (Some(r), false) = (&w.from_child, w.eof) {
-                    pollfds.push(libc::pollfd {
-                        fd: r.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    });
-                    owners.push((i, false));
-                }
-                if let (Some(t), true) = (&w.to_child, w.sent < w.in_flight.len()) {
+                let l = w.lane.state.lock();
+                if let (Some(t), true) = (&l.to_child, l.unsent()) {
                     pollfds.push(libc::pollfd {
                         fd: t.as_raw_fd(),
                         events: libc::POLLOUT,
                         revents: 0,
                     });
-                    owners.push((i, true));
+                    owners.push(i);
                 }
             }
             let timeout = self.poll_timeout();
@@ -931,21 +1340,18 @@ impl Manager {
             if n <= 0 {
                 continue;
             }
-            for (p, &(i, write)) in pollfds.iter().zip(&owners) {
-                if p.revents == 0 {
-                    continue;
-                }
-                if i == usize::MAX {
-                    // At most a byte per round is written (`wake_pending`).
-                    let mut sink = [0u8; 64];
-                    // SAFETY: reads into a valid buffer from our pipe.
-                    unsafe {
-                        libc::read(self.wake_r.as_raw_fd(), sink.as_mut_ptr().cast(), sink.len())
-                    };
-                } else if write {
-                    self.flush(i);
-                } else {
-                    self.read(i);
+            if pollfds[0].revents != 0 {
+                // At most a byte per round is written (`wake_pending`).
+                let mut sink = [0u8; 64];
+                // SAFETY: reads into a valid buffer from our pipe.
+                unsafe {
+                    libc::read(self.wake_r.as_raw_fd(), sink.as_mut_ptr().cast(), sink.len())
+                };
+            }
+            for (p, &i) in pollfds[1..].iter().zip(&owners) {
+                if p.revents != 0 {
+                    let lane = &self.workers[i].lane;
+                    lane.flush(&mut lane.state.lock());
                 }
             }
         }
@@ -963,15 +1369,21 @@ impl Manager {
             if w.starting.is_some() {
                 consider(w.start_deadline);
             }
-            if let Some((_, d)) = w.in_flight.front() {
-                consider(*d);
+            let (running, killed) = {
+                let l = w.lane.state.lock();
+                (l.in_flight.front().map(|(_, d)| *d), l.kill.is_some())
+            };
+            if let Some(d) = running {
+                consider(d);
             }
             if w.eof {
                 consider(w.eof_deadline);
             }
-            if w.kill.is_some() {
-                // A killed worker is reaped promptly; look again soon in
-                // case its exit callback raced with this round.
+            consider(w.reader_deadline);
+            if killed || w.handle.is_done() {
+                // A killed worker is reaped promptly, and a reaped one's
+                // reader ends soon: look again soon in case their wake-ups
+                // raced with this round.
                 consider(Deadline::after(Duration::from_millis(50)));
             }
         }
@@ -990,7 +1402,9 @@ impl Manager {
             let Some(slot) = &w.starting else { continue };
             match slot.take_deadline(Deadline::after(Duration::ZERO)) {
                 Some(Ok(c)) => {
-                    w.connect(c);
+                    if let Err(why) = w.connect(c, &self.shared) {
+                        failed = Some(why);
+                    }
                     changed = true;
                 }
                 Some(Err(message)) => {
@@ -1020,17 +1434,26 @@ impl Manager {
     fn check_deadlines(&mut self) {
         let cancel_running = self.shared.config.cancel_running;
         for w in &mut self.workers {
-            if w.kill.is_some() {
-                continue;
+            let (verdict, eof) = {
+                let l = w.lane.state.lock();
+                let verdict = match l.in_flight.front() {
+                    _ if l.kill.is_some() => None,
+                    Some((_, deadline)) if deadline.passed() => Some(Kill::Timeout),
+                    Some((job, _)) if cancel_running && job.done.is_cancelled() => {
+                        Some(Kill::Cancelled)
+                    }
+                    _ => None,
+                };
+                (verdict, l.eof)
+            };
+            if let Some(why) = verdict {
+                w.kill(why);
             }
-            if let Some((job, deadline)) = w.in_flight.front() {
-                if deadline.passed() {
-                    w.kill(Kill::Timeout);
-                } else if cancel_running && job.done.is_cancelled() {
-                    w.kill(Kill::Cancelled);
-                }
+            if eof && !w.eof {
+                w.eof = true;
+                w.eof_deadline = Deadline::after(EXIT_GRACE);
             }
-            if w.eof && w.eof_deadline.passed() {
+            if w.eof && w.eof_deadline.passed() && !w.killed() {
                 w.kill(Kill::Protocol("it closed its pipe but did not exit".to_owned()));
             }
         }
@@ -1041,11 +1464,8 @@ impl Manager {
         let max_tasks = self.shared.config.max_tasks_per_child;
         let single = self.shared.one_task_at_a_time();
         let timeout = self.shared.config.task_timeout;
-        let live = self
-            .workers
-            .iter()
-            .filter(|w| w.to_child.is_some() && w.kill.is_none() && !w.eof)
-            .count();
+        let live =
+            self.workers.iter().filter(|w| w.lane.state.lock().has_room(usize::MAX, 0)).count();
         if live == 0 {
             return;
         }
@@ -1060,26 +1480,29 @@ impl Manager {
         let batch = if single { 1 } else { (q.pending.len() / (4 * live)).clamp(2, MAX_BATCH) };
         // Level by level: every idle worker gets a job before any worker
         // gets a second one.
-        for depth in 0..batch {
-            for w in &mut self.workers {
-                if w.to_child.is_none() || w.kill.is_some() || w.eof || w.init_failed.is_some() {
+        'levels: for depth in 0..batch {
+            for w in &self.workers {
+                if w.starting.is_some() {
                     continue;
                 }
-                if w.in_flight.len() > depth || (max_tasks != 0 && w.assigned >= max_tasks) {
+                let mut l = w.lane.state.lock();
+                if !l.has_room(depth, max_tasks) {
                     continue;
                 }
-                // Skip jobs cancelled while they were queued.
+                // Skip jobs cancelled while they were queued (dropping one
+                // under the locks runs nothing: its future is done).
                 let job = loop {
-                    let Some(job) = q.pending.pop_front() else { return };
+                    let Some(job) = q.pending.pop_front() else { break 'levels };
                     if job.done.start(self.shared.config.cancel_running) {
                         break job;
                     }
                 };
                 let deadline = timeout.map_or(Deadline::NEVER, Deadline::after);
-                w.in_flight.push_back((job, deadline));
-                w.assigned += 1;
+                l.in_flight.push_back((job, deadline));
+                l.assigned += 1;
             }
         }
+        self.shared.queued.store(q.pending.len(), Ordering::Relaxed);
     }
 
     /// When shutting down and idle, closes the workers' pipes; returns
@@ -1092,7 +1515,7 @@ impl Manager {
         if !shutdown || pending > 0 {
             return false;
         }
-        if self.workers.iter().any(|w| !w.in_flight.is_empty()) {
+        if self.workers.iter().any(|w| !w.lane.state.lock().in_flight.is_empty()) {
             return false;
         }
         if !self.closing {
@@ -1103,205 +1526,78 @@ impl Manager {
                 w.kill(Kill::Stop);
             }
             // End of input: the worker finishes and exits 0.
-            w.to_child = None;
+            let mut l = w.lane.state.lock();
+            l.open = false;
+            l.to_child = None;
         }
         self.workers.is_empty()
     }
 
     fn flush_all(&mut self) {
-        for i in 0..self.workers.len() {
-            if self.workers[i].sent < self.workers[i].in_flight.len() {
-                self.flush(i);
+        for w in &self.workers {
+            let mut l = w.lane.state.lock();
+            if l.unsent() {
+                w.lane.flush(&mut l);
             }
         }
     }
 
-    /// Writes the frames not yet sent to worker `i`, as far as its pipe
-    /// takes them.
-    fn flush(&mut self, i: usize) {
-        let w = &mut self.workers[i];
-        let Some(to_child) = &w.to_child else { return };
-        while w.sent < w.in_flight.len() {
-            let mut iov: Vec<libc::iovec> = Vec::with_capacity(16);
-            for (k, (job, _)) in w.in_flight.iter().enumerate().skip(w.sent).take(64) {
-                let skip = if k == w.sent { w.written } else { 0 };
-                iov.push(libc::iovec {
-                    iov_base: job.frame[skip..].as_ptr() as *mut libc::c_void,
-                    iov_len: job.frame.len() - skip,
-                });
-            }
-            // SAFETY: every iovec points into a frame owned by `in_flight`,
-            // which is not changed during the call.
-            let n = unsafe {
-                libc::writev(
-                    to_child.as_raw_fd(),
-                    iov.as_ptr(),
-                    libc::c_int::try_from(iov.len()).unwrap_or(64),
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                if e.kind() != io::ErrorKind::WouldBlock {
-                    // The worker is gone (EPIPE); its death is handled
-                    // when it is reaped.
-                    w.to_child = None;
-                }
-                return;
-            }
-            let mut n = n.cast_unsigned();
-            while n > 0 {
-                let left = w.in_flight[w.sent].0.frame.len() - w.written;
-                if n >= left {
-                    n -= left;
-                    w.sent += 1;
-                    w.written = 0;
-                } else {
-                    w.written += n;
-                    n = 0;
-                }
-            }
-        }
-    }
-
-    /// Reads what worker `i` sent and handles every whole frame.
-    fn read(&mut self, i: usize) {
-        let max = self.shared.config.max_frame;
-        let w = &mut self.workers[i];
-        let Some(mut from_child) = w.from_child.take() else { return };
-        let mut closed = false;
-        loop {
-            // `inbuf` stays initialised; `filled` bytes of it are received.
-            if w.inbuf.len() - w.filled < READ_ROOM {
-                let grown = (w.filled + 4 * READ_ROOM).max(2 * w.inbuf.len());
-                w.inbuf.resize(grown, 0);
-            }
-            let room = w.inbuf.len() - w.filled;
-            match from_child.read(&mut w.inbuf[w.filled..]) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(n) => {
-                    w.filled += n;
-                    // Hand whole frames over as they arrive, so the buffer
-                    // holds at most one partial frame plus one read.
-                    if w.filled >= 1 << 20 {
-                        Self::handle_frames(w, max);
-                    }
-                    if n < room {
-                        break; // the pipe is empty for now
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
-        Self::handle_frames(w, max);
-        w.from_child = Some(from_child);
-        if closed && !w.eof {
-            w.eof = true;
-            w.eof_deadline = Deadline::after(EXIT_GRACE);
-            if w.filled > 0 && w.kill.is_none() {
-                w.kill(Kill::Protocol(format!(
-                    "its output ended inside a frame ({} bytes)",
-                    w.filled
-                )));
-            }
-        }
-    }
-
-    /// Completes the futures of the whole frames in worker `w`'s buffer.
-    fn handle_frames(w: &mut Worker, max: u32) {
-        let mut at = 0;
-        loop {
-            let (frame, used) = match wire::decode(&w.inbuf[at..w.filled], max) {
-                Ok(Some(x)) => x,
-                Ok(None) => break,
-                Err(e) => {
-                    w.kill(Kill::Protocol(format!("it sent a bad frame: {e}")));
-                    w.filled = 0;
-                    return;
-                }
-            };
-            at += used;
-            let task = match &frame {
-                Frame::Ok { task, .. } | Frame::Panic { task, .. } | Frame::Failed { task, .. } => {
-                    Some(*task)
-                }
-                _ => None,
-            };
-            if let Frame::InitFailed(message) = &frame {
-                w.init_failed = Some(message.to_string());
-                continue;
-            }
-            let Some(task) = task else {
-                w.kill(Kill::Protocol(format!("it sent an unexpected frame: {frame:?}")));
-                w.filled = 0;
-                return;
-            };
-            let expected = w.in_flight.front().map(|(job, _)| frame_task(&job.frame));
-            if expected != Some(task) || w.sent == 0 {
-                w.kill(Kill::Protocol(format!(
-                    "it answered task {task}, which it was not running"
-                )));
-                w.filled = 0;
-                return;
-            }
-            let Some((job, _)) = w.in_flight.pop_front() else { break };
-            w.sent -= 1;
-            match frame {
-                Frame::Ok { payload, .. } => job.done.finish(Ok(payload)),
-                Frame::Panic { message, .. } => {
-                    job.done.finish(Err(TaskError::Panicked(Box::new(message.into_owned()))));
-                }
-                Frame::Failed { message, .. } => {
-                    job.done.finish(Err(TaskError::Other(message.into_owned())));
-                }
-                _ => {}
-            }
-        }
-        w.inbuf.copy_within(at..w.filled, 0);
-        w.filled -= at;
-    }
-
-    /// Handles workers that have exited: reads what they left, then
-    /// retires, replaces, or breaks the pool.
+    /// Handles workers that have exited and whose reader has read all they
+    /// wrote: retires, replaces, or breaks the pool.
     fn reap_dead(&mut self) {
         let mut i = 0;
         while i < self.workers.len() {
-            if !self.workers[i].handle.is_done() || self.workers[i].starting.is_some() {
+            let w = &mut self.workers[i];
+            if !w.handle.is_done() || w.starting.is_some() {
                 i += 1;
                 continue;
             }
-            // The child is gone: its pipe holds everything it wrote.
-            if !self.workers[i].eof {
-                self.read(i);
+            if w.lane.state.lock().reading {
+                // The child is gone, so its output ends now; a process it
+                // forked may hold the pipe open, so wait only a while (but
+                // as long as done callbacks run).
+                if w.lane.completing.load(Ordering::Acquire) {
+                    w.reader_deadline = Deadline::NEVER;
+                    i += 1;
+                    continue;
+                }
+                if w.reader_deadline == Deadline::NEVER {
+                    w.reader_deadline = Deadline::after(READER_GRACE);
+                }
+                if !w.reader_deadline.passed() {
+                    i += 1;
+                    continue;
+                }
             }
             let w = self.workers.swap_remove(i);
             self.publish_pids();
-            self.on_exit(w);
+            self.on_exit(&w);
         }
     }
 
-    fn on_exit(&mut self, mut w: Worker) {
+    fn on_exit(&mut self, w: &Worker) {
         let code = w.handle.exitcode().unwrap_or(child::STATUS_LOST);
         let how = describe_exit(code);
         let pid = w.pid_text();
-        // Jobs sent but never started go back to the front of the queue.
-        let running = w.in_flight.pop_front();
-        let unstarted: Vec<Job> = w.in_flight.drain(..).map(|(job, _)| job).collect();
+        // Jobs sent but never started go back to the front of the queue;
+        // so does the oldest when the child never got all of it.
+        let (delivered, assigned, kill, init_failed) = {
+            let mut l = w.lane.state.lock();
+            l.to_child = None;
+            (l.sent > 0, l.assigned, l.kill.take(), l.init_failed.take())
+        };
+        let mut in_flight = w.take_in_flight();
+        // A task that timed out or was cancelled is the oldest, whatever
+        // part of it the child got.
+        let charged = delivered || matches!(kill, Some(Kill::Timeout | Kill::Cancelled));
+        let running = if charged { in_flight.pop_front() } else { None };
+        let unstarted: Vec<Job> = in_flight.into_iter().map(|(job, _)| job).collect();
         if !unstarted.is_empty() {
             let mut q = self.shared.queue.lock();
             for job in unstarted.into_iter().rev() {
                 q.pending.push_front(job);
             }
+            self.shared.queued.store(q.pending.len(), Ordering::Relaxed);
         }
         let broken = self.is_broken();
         let replace = |m: &mut Manager| {
@@ -1312,7 +1608,7 @@ impl Manager {
                 }
             }
         };
-        match (w.kill.take(), running) {
+        match (kill, running) {
             (Some(Kill::Stop), running) => {
                 if let Some((job, _)) = running {
                     let why = self
@@ -1337,9 +1633,11 @@ impl Manager {
                 replace(self);
             }
             (kill, running) => {
-                if let Some(message) = w.init_failed.take() {
+                if let Some(message) = init_failed {
                     if let Some((job, _)) = running {
-                        self.shared.queue.lock().pending.push_front(job);
+                        let mut q = self.shared.queue.lock();
+                        q.pending.push_front(job);
+                        self.shared.queued.store(q.pending.len(), Ordering::Relaxed);
                     }
                     self.break_pool(&format!("a worker's initializer failed: {message}"));
                     return;
@@ -1351,7 +1649,7 @@ impl Manager {
                 let expected = protocol.is_none() && code == 0 && running.is_none();
                 let retiring = expected
                     && self.shared.config.max_tasks_per_child != 0
-                    && w.assigned >= self.shared.config.max_tasks_per_child;
+                    && assigned >= self.shared.config.max_tasks_per_child;
                 if expected && (retiring || self.closing || broken) {
                     if retiring {
                         replace(self);

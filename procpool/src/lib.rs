@@ -138,7 +138,10 @@
 //! Python, it waits for its non-daemon [`Process`] children and terminates
 //! (then waits for) the daemon ones. The crate's own threads block
 //! SIGPIPE, so a write to a dead child is an `EPIPE` error, never a signal
-//! that kills the parent.
+//! that kills the parent. (A thread that submits to an idle pool writes the
+//! call into the worker's pipe itself, which saves a thread hop, but only
+//! while the process ignores SIGPIPE, as Rust and Python programs do from
+//! the start; otherwise its call goes through the pool's manager thread.)
 //!
 //! # Platforms
 //!

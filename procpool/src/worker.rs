@@ -130,7 +130,6 @@ fn child_main(fds: ChildFds) -> ! {
         );
         std::process::exit(EXIT_ORPHANED);
     }
-    start_lifeline_watch(fds.lifeline);
     // SAFETY: these fds were inherited for exactly these pipes and nothing
     // else in this process owns them.
     let (input, mut output) =
@@ -163,6 +162,10 @@ fn child_main(fds: ChildFds) -> ! {
         std::process::exit(EXIT_ORPHANED);
     }
     out.clear();
+    // Started after READY, off the parent's critical path: until now a
+    // parent that died ended the handshake's read (end of input), and the
+    // watch sees a lifeline already closed at once.
+    start_lifeline_watch(fds.lifeline);
     match hello.role {
         Role::Process => run_process(&hello.secret, reader),
         Role::Worker => run_worker(&hello, reader, output, out),

@@ -88,6 +88,47 @@ fn failing_initializer(_: ()) {
     panic!("this initializer fails on purpose");
 }
 
+/// The fd this worker reads its calls from, as its parent handed it over
+/// (the first fd of the marker variable, which stays in the initial
+/// environment after `init` removed it from the live one).
+#[cfg(target_os = "linux")]
+fn call_fd() -> Option<i32> {
+    let env = std::fs::read("/proc/self/environ").ok()?;
+    let value = env.split(|&b| b == 0).find_map(|v| v.strip_prefix(b"PROCPOOL_WORKER="))?;
+    std::str::from_utf8(value).ok()?.split(':').nth(2)?.parse().ok()
+}
+
+/// Replaces this worker's end of its call pipe with a pipe that never
+/// delivers anything: the worker lives on, idle, and the parent's writes to
+/// it fail with `EPIPE`. Returns the fd it replaced.
+#[cfg(target_os = "linux")]
+fn deafen(_: ()) -> i32 {
+    let Some(fd) = call_fd() else { return -1 };
+    let mut silent = [0; 2];
+    // SAFETY: `silent` is a valid array for `pipe` to fill; both ends stay
+    // open for the life of the worker, and `dup2` closes the call pipe.
+    unsafe {
+        assert_eq!(libc::pipe(silent.as_mut_ptr()), 0);
+        assert_eq!(libc::dup2(silent[0], fd), fd);
+    }
+    fd
+}
+
+/// Forks a process that keeps this worker's pipes open for `ms`
+/// milliseconds, after the worker itself is gone.
+fn fork_holder(ms: u64) -> u32 {
+    // SAFETY: the forked process only sleeps and exits (async-signal-safe
+    // calls), never returning into the copy of this program.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::usleep(u32::try_from(ms * 1000).unwrap_or(u32::MAX));
+            libc::_exit(0);
+        }
+        u32::try_from(pid).unwrap_or(0)
+    }
+}
+
 fn pool(workers: usize) -> ProcessPoolExecutor {
     ProcessPoolExecutor::builder().max_workers(workers).build().unwrap()
 }
@@ -338,6 +379,21 @@ fn a_task_over_its_timeout_fails_and_its_worker_is_replaced() {
 }
 
 #[test]
+fn a_dead_worker_is_noticed_while_a_process_it_forked_holds_its_pipes() {
+    let pool =
+        ProcessPoolExecutor::builder().max_workers(1).replace_dead_workers(true).build().unwrap();
+    assert!(get(&pool.submit(fork_holder, 4_000).unwrap()).unwrap() > 0);
+    let start = Instant::now();
+    let dead = pool.submit(aborts, ()).unwrap();
+    // The worker's output does not end while the forked process lives, but
+    // its death is handled all the same, well before that process exits.
+    let message = broken_message(&dead);
+    assert!(message.contains("signal 6"), "{message}");
+    assert_eq!(get(&pool.submit(square, 7).unwrap()), Ok(49));
+    assert!(start.elapsed() < Duration::from_millis(3_500), "took {:?}", start.elapsed());
+}
+
+#[test]
 fn replace_dead_workers_fails_only_the_task_of_the_dead_worker() {
     let pool =
         ProcessPoolExecutor::builder().max_workers(1).replace_dead_workers(true).build().unwrap();
@@ -350,6 +406,21 @@ fn replace_dead_workers_fails_only_the_task_of_the_dead_worker() {
         assert_eq!(get(f), Ok((x * x) as u64));
     }
     assert_ne!(get(&pool.submit(pid, ()).unwrap()).unwrap(), before);
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_worker_that_stops_reading_its_calls_is_replaced_and_the_call_runs_elsewhere() {
+    let pool =
+        ProcessPoolExecutor::builder().max_workers(1).replace_dead_workers(true).build().unwrap();
+    let before = pool.worker_pids();
+    assert!(get(&pool.submit(deafen, ()).unwrap()).unwrap() > 2);
+    // The worker is alive but its call pipe has no reader: the write fails
+    // (EPIPE), the worker is killed, and the call, which it never got, runs
+    // on its replacement instead of failing or waiting forever.
+    assert_eq!(get(&pool.submit(square, 3).unwrap()), Ok(9));
+    assert_ne!(pool.worker_pids(), before);
+    assert_eq!(get(&pool.submit(square, 4).unwrap()), Ok(16));
 }
 
 #[test]
@@ -399,6 +470,26 @@ fn dropping_the_pool_waits_for_its_tasks() {
         assert!(f.done());
         assert_eq!(get(f), Ok(20));
     }
+}
+
+#[test]
+fn shutdown_waits_for_the_done_callbacks_of_its_tasks() {
+    let pool = pool(2);
+    let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = pool.submit(sleeps, 100).unwrap();
+    let flag = std::sync::Arc::clone(&called);
+    // Runs in the pool's thread that completes the future (the task is
+    // still running); a slow callback is still part of the task.
+    f.add_done_callback(move |_| {
+        std::thread::sleep(Duration::from_millis(1500));
+        flag.store(true, Ordering::SeqCst);
+    });
+    // Another worker finishes while the callback runs, so the pool has
+    // every other reason to finish early.
+    let other = pool.submit(sleeps, 300).unwrap();
+    pool.shutdown(true, false);
+    assert_eq!(get(&other), Ok(300));
+    assert!(called.load(Ordering::SeqCst), "shutdown returned before the callback had run");
 }
 
 #[test]

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use crate::harness::BenchFn;
 
+// Unix only, as procpool is.
+#[cfg(unix)]
+mod procpool;
+
 mod locks;
 #[cfg(feature = "pool-rows")]
 mod pool;
@@ -71,6 +75,8 @@ pub(crate) fn all() -> Vec<Row> {
     let rows = rows.chain(primitives::rows());
     #[cfg(feature = "pool-rows")]
     let rows = rows.chain(pool::rows());
+    #[cfg(unix)]
+    let rows = rows.chain(procpool::rows());
     rows.collect()
 }
 
