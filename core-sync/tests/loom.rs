@@ -2,9 +2,10 @@
 //! wait backend (`backend::Loom`, a model futex).
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p core-sync --release --test loom`
-//! (`cargo xtask ci` does). Models: Lock, RLock, Semaphore, BoundedSemaphore,
-//! Event, Condition (notify/timeout races), ReadWriteLock (each policy,
-//! downgrade, writer timeout) and Barrier. Bounds: at most 3 threads per model and
+//! (`cargo xtask ci` does). Models: `Lock`, `RLock`, `Semaphore` (overflow
+//! included), `BoundedSemaphore`, `Event`, `Condition` (notify/timeout
+//! races), `ReadWriteLock` (each policy, downgrade, writer timeout) and
+//! `Barrier`. Bounds: at most 3 threads per model and
 //! `LOOM_MAX_PREEMPTIONS` = 3 (set by xtask), which explores each model
 //! exhaustively within that bound in seconds.
 #![cfg(loom)]
@@ -157,6 +158,27 @@ fn semaphore_release_n_wakes_n() {
             h.join().unwrap();
         }
         assert_eq!(sem.value(), 0);
+    });
+}
+
+/// Releases that overflow the count race with an acquirer at the maximum:
+/// a refused release (its `+1` taken back) changes nothing, the acquirer
+/// never takes a permit the overflow made up and is never stranded asleep
+/// during one, and exactly one release fits after it took its permit.
+#[test]
+fn semaphore_overflow_changes_nothing() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(Semaphore::MAX_VALUE));
+        let releasers: Vec<_> = (0..2)
+            .map(|_| {
+                let sem = Arc::clone(&sem);
+                thread::spawn(move || sem.release().is_ok())
+            })
+            .collect();
+        sem.acquire();
+        let accepted: u32 = releasers.into_iter().map(|h| u32::from(h.join().unwrap())).sum();
+        assert!(accepted <= 1, "two releases past the maximum");
+        assert_eq!(sem.value(), Semaphore::MAX_VALUE - 1 + accepted);
     });
 }
 
