@@ -337,6 +337,44 @@ fn rwlock_writer_timeout_leaves_no_trace() {
     });
 }
 
+/// Two write phases, each with a (timed) reader queueing behind it: the
+/// grant that flips `PHASE`, the release that clears it when the lock goes
+/// free, and a queued reader's timeout racing either, in every order. The
+/// reader sees only whole writes, nobody is stranded, and the lock ends
+/// free and clean (its next uncontended read takes the fast path).
+#[test]
+fn rwlock_grants_and_phase_resets_across_rounds() {
+    loom::model(|| {
+        let rw = Arc::new(ReadWriteLock::new());
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        rw.acquire_write();
+        let (rw2, cell2) = (Arc::clone(&rw), Arc::clone(&cell));
+        let reader = thread::spawn(move || {
+            for _ in 0..2 {
+                if rw2.acquire_read_timeout(Duration::from_nanos(4)) {
+                    // SAFETY: the read lock is held; only writers mutate.
+                    let seen = cell2.with(|p| unsafe { *p });
+                    assert!(seen == 1 || seen == 2, "a read saw {seen}");
+                    rw2.release_read().unwrap();
+                }
+            }
+        });
+        // SAFETY: the write lock is held.
+        cell.with_mut(|p| unsafe { *p = 1 });
+        rw.release_write().unwrap();
+        rw.acquire_write();
+        // SAFETY: the write lock is held.
+        cell.with_mut(|p| unsafe { *p = 2 });
+        rw.release_write().unwrap();
+        reader.join().unwrap();
+        assert!(!rw.is_locked());
+        assert_eq!((rw.waiting_writers(), rw.queued_readers()), (0, 0));
+        rw.acquire_read();
+        rw.release_read().unwrap();
+        assert_eq!(rw.release_read(), Err(core_sync::ReleaseError::NotLocked));
+    });
+}
+
 /// A barrier of two parties is reusable across cycles, with distinct
 /// indices in each.
 #[test]
