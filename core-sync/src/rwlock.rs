@@ -16,7 +16,7 @@
 //! | 15 | `WRITE_LOCKED` | a writer holds the lock |
 //! | 16 | `HANDOFF` | (with `WRITE_LOCKED`) the lock was handed to one of the queued writers, which has not claimed it yet |
 //! | 17 | `READERS_PARKED` | readers may sleep on `state` without being counted (they wait for a queued writer to get in, or for room in `COUNT`); whoever changes what they wait for clears it and wakes them all |
-//! | 18 | `PHASE` | flipped by every *grant*; a queued reader owns a read lock as soon as `PHASE` differs from the value it queued under |
+//! | 18 | `PHASE` | flipped by every *grant*, cleared whenever the lock goes free; a queued reader owns a read lock as soon as `PHASE` differs from the value it queued under (or `WRITE_LOCKED` is clear) |
 //! | 19..=31 | `WRITERS` | writers queued (sleeping on `writer_wake`), not counting the one a `HANDOFF` is meant for |
 //!
 //! The policy ([`ReadWritePolicy`]) steers two decisions and nothing else:
@@ -29,14 +29,19 @@
 //! Transitions:
 //!
 //! - **read acquire**: `COUNT += 1` when `WRITE_LOCKED` is clear and the
-//!   policy admits new readers (`WRITERS == 0`, or `ReadPreferring`).
+//!   policy admits new readers (`WRITERS == 0`, or `ReadPreferring`): one
+//!   mask test on `state + 1` (a full `COUNT` carries into `WRITE_LOCKED`).
 //!   Otherwise, while a writer holds the lock, the reader *queues*
 //!   (`COUNT += 1` under `WRITE_LOCKED`, remembering `PHASE`) and sleeps until
 //!   `PHASE` flips: then the releasing writer has already counted it as a
 //!   holder. In a read phase that a queued writer is waiting to end, a new
 //!   reader sets `READERS_PARKED` and sleeps until that writer gets in (then
 //!   it queues behind it) or gives up.
-//! - **read release**: `COUNT -= 1`. The last reader out with `WRITERS > 0`
+//! - **read release**: `COUNT -= 1`, refused (nothing changed) when no
+//!   reader holds the lock. The uncontended case (the only reader, nobody
+//!   queued: the word is exactly `ONE_READER`, since `PHASE` is cleared when
+//!   the lock goes free) is one compare-exchange from `ONE_READER` to 0
+//!   with no load before it. The last reader out with `WRITERS > 0`
 //!   hands the lock to a writer: `WRITERS -= 1`, `WRITE_LOCKED | HANDOFF`,
 //!   bump `writer_wake`, wake one writer. No reader or new writer can get in
 //!   between.
@@ -55,7 +60,8 @@
 //! - **timeouts** undo exactly their own mark: a writer `WRITERS -= 1` (and
 //!   wakes parked readers when it was the last), unless a `HANDOFF` is
 //!   pending, which it then takes; a queued reader `COUNT -= 1`, unless
-//!   `PHASE` already flipped, which means it holds the lock.
+//!   `PHASE` already flipped or `WRITE_LOCKED` is clear, which means it
+//!   holds the lock.
 //!
 //! `Fair` is therefore phase-fair: read and write phases alternate while
 //! both kinds wait, so a writer waits for at most one read phase and a reader
@@ -72,9 +78,21 @@
 //! release hand the lock over without a gap, with no table and no
 //! allocation.
 //!
-//! An uncontended acquire and release is a load and a compare-exchange each;
-//! a wake call happens only when `WRITERS`, `READERS_PARKED` or queued
-//! readers say that someone sleeps.
+//! An uncontended read acquire is a load and a compare-exchange, its release
+//! one compare-exchange; a write acquire and release a load and a
+//! compare-exchange each. A wake call happens only when `WRITERS`,
+//! `READERS_PARKED` or queued readers say that someone sleeps.
+//!
+//! Why the read release guesses rather than subtracting blindly like std's
+//! (`fetch_sub`): a release of a lock that no reader holds must be an `Err`
+//! that changes nothing (Python raises), and a blind subtraction would
+//! borrow through `COUNT` into the other fields for everyone to see before
+//! it could be undone. A load before the compare-exchange would cost, on
+//! x86, the wait for the acquire's locked instruction to complete.
+//! When the guess is wrong (other readers hold the lock too), the failed
+//! compare-exchange returns the word and the release retries from it: one
+//! extra locked instruction on a cache line it already owns, where a load
+//! first would have fetched the line shared and then upgraded it.
 //!
 //! Limits: 32 767 readers hold the lock at once, 32 766 queue behind a writer
 //! (more park and queue as room frees up), and 8 191 writers queue; beyond
@@ -91,9 +109,8 @@ use crate::sync::{AtomicU32, Ordering, spin_hint};
 
 const COUNT_MASK: u32 = (1 << 15) - 1;
 const ONE_READER: u32 = 1;
-const MAX_READERS: u32 = COUNT_MASK;
-/// One less than [`MAX_READERS`], so that a downgrade (the writer plus every
-/// queued reader) still fits.
+/// One less than the most readers `COUNT` holds, so that a downgrade (the
+/// writer plus every queued reader) still fits.
 const MAX_QUEUED_READERS: u32 = COUNT_MASK - 1;
 const WRITE_LOCKED: u32 = 1 << 15;
 const HANDOFF: u32 = 1 << 16;
@@ -116,12 +133,22 @@ const fn queued_writers(state: u32) -> u32 {
     state >> WRITER_SHIFT
 }
 
-/// Whether a reader that is not queued may enter now.
+/// The bits of `state + ONE_READER` that keep a new reader out: a writer
+/// holds the lock, or (with the policy) one is queued.
+#[inline]
+const fn reader_block_mask<P: ReadWritePolicy>() -> u32 {
+    if P::READERS_WAIT_FOR_QUEUED_WRITERS { WRITE_LOCKED | WRITERS_MASK } else { WRITE_LOCKED }
+}
+
+/// Whether a reader that is not queued may enter now: no writer holds the
+/// lock, `COUNT` has room, and (with the policy) no writer is queued.
+///
+/// One mask test on `state + ONE_READER`: a full `COUNT` carries into
+/// `WRITE_LOCKED`, and under `WRITE_LOCKED` `COUNT` (the queued readers) is
+/// never full, so the carry never hides a set `WRITE_LOCKED`.
 #[inline]
 fn admits_reader<P: ReadWritePolicy>(state: u32) -> bool {
-    state & WRITE_LOCKED == 0
-        && count(state) < MAX_READERS
-        && !(P::READERS_WAIT_FOR_QUEUED_WRITERS && state & WRITERS_MASK != 0)
+    state.wrapping_add(ONE_READER) & reader_block_mask::<P>() == 0
 }
 
 mod sealed {
@@ -340,7 +367,19 @@ impl<P: ReadWritePolicy, B: Backend> ReadWriteLock<P, B> {
     /// or write-locked); nothing changes then.
     #[inline]
     pub fn release_read(&self) -> Result<(), ReleaseError> {
-        let mut state = self.state.load(Ordering::Relaxed);
+        // The uncontended case: this is the only reader and nobody waits, so
+        // the word is exactly `ONE_READER` (`PHASE` is cleared whenever the
+        // lock goes free). A guessed compare-exchange needs no load first;
+        // any other state comes back from it and goes the general way.
+        match self.state.compare_exchange(ONE_READER, 0, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => Ok(()),
+            Err(state) => self.release_read_slow(state),
+        }
+    }
+
+    /// [`release_read`](Self::release_read) from `state`, whatever it is.
+    #[cold]
+    fn release_read_slow(&self, mut state: u32) -> Result<(), ReleaseError> {
         loop {
             if state & WRITE_LOCKED != 0 || count(state) == 0 {
                 return Err(ReleaseError::NotLocked);
@@ -353,6 +392,11 @@ impl<P: ReadWritePolicy, B: Backend> ReadWriteLock<P, B> {
             } else {
                 state - ONE_READER
             };
+            if new & (WRITE_LOCKED | COUNT_MASK) == 0 {
+                // Free: nobody is queued, so nobody compares `PHASE`; clear
+                // it, so the next uncontended release finds `ONE_READER`.
+                new &= !PHASE;
+            }
             // Parked readers wait for a writer to get in (then they queue
             // behind it) or for room among the readers.
             let wake_readers = state & READERS_PARKED != 0 && (hand_off || admits_reader::<P>(new));
@@ -457,11 +501,18 @@ impl<P: ReadWritePolicy, B: Backend> ReadWriteLock<P, B> {
 
     /// Waits, queued under `phase`, for a releasing writer to grant this
     /// reader its lock.
+    ///
+    /// Granted means `PHASE` differs from `phase`, or `WRITE_LOCKED` is clear:
+    /// readers queue only under `WRITE_LOCKED`, which is cleared only by a
+    /// grant that counts them all, and this reader's read lock keeps writers
+    /// out until it has seen the grant. (The second test matters because a
+    /// release that frees the lock clears `PHASE`.)
     fn read_queued(&self, phase: u32, mut wait: impl FnMut(&AtomicU32, u32) -> bool) -> bool {
+        let granted = |state: u32| state & PHASE != phase || state & WRITE_LOCKED == 0;
         loop {
             // Acquire: a grant is the writer's Release compare-exchange.
             let state = self.state.load(Ordering::Acquire);
-            if state & PHASE != phase {
+            if granted(state) {
                 return true;
             }
             if !wait(&self.state, state) {
@@ -471,7 +522,7 @@ impl<P: ReadWritePolicy, B: Backend> ReadWriteLock<P, B> {
         // Timed out: leave the queue, unless a grant counted us meanwhile.
         let mut state = self.state.load(Ordering::Acquire);
         loop {
-            if state & PHASE != phase {
+            if granted(state) {
                 return true;
             }
             // `PHASE` unchanged: a writer still holds the lock and `COUNT`
@@ -545,7 +596,9 @@ impl<P: ReadWritePolicy, B: Backend> ReadWriteLock<P, B> {
                 // The queued readers (if any) stay queued in `COUNT`.
                 (state - ONE_WRITER) | HANDOFF
             } else {
-                state & !WRITE_LOCKED
+                // Free, with nobody queued: clear `PHASE` too (see
+                // `release_read`).
+                state & !(WRITE_LOCKED | PHASE)
             };
             let wake_readers = grant || state & READERS_PARKED != 0;
             match self.state.compare_exchange_weak(

@@ -7,25 +7,49 @@
 //!
 //! | word | meaning |
 //! | --- | --- |
-//! | `value` | the permits left (Python's `_value`); sleepers wait on this word while it is 0 |
+//! | `value` | `0..=MAX_VALUE` (2^31 - 1): the permits left (Python's `_value`); above `MAX_VALUE`: an *overflow in progress* (below); acquirers sleep on this word while it holds no usable permit |
 //! | `sleepers` | how many acquirers have announced that they may sleep on `value` |
 //!
-//! - acquire: compare-exchange `value` from v > 0 to v - 1 (Acquire). When
-//!   it is 0, spin a little, then increment `sleepers`, re-read `value`, and
-//!   sleep while it is still 0; on waking, decrement `sleepers` and retry.
-//! - release(n): compare-exchange `value` from v to v + n, refused (an
-//!   `Err`, nothing changed) when v + n would pass the maximum (`u32::MAX`,
-//!   or a bounded semaphore's initial value). Then read `sleepers`: 0 means
-//!   nobody can be asleep, so no wake call; otherwise wake `min(n, sleepers)`
-//!   threads (one `wake_all` when that is everyone).
+//! - acquire: compare-exchange `value` from v to v - 1 (Acquire) when v is
+//!   in `1..=MAX_VALUE` (one comparison: `v - 1 < MAX_VALUE`, wrapping).
+//!   Otherwise spin a little, then increment `sleepers`, re-read `value`, and
+//!   sleep while it is still unusable; on waking, decrement `sleepers` and
+//!   retry.
+//! - release of one permit up to `MAX_VALUE` (`release()`, and the guard of
+//!   a semaphore whose maximum is `MAX_VALUE`): `fetch_add(1)` on `value`,
+//!   no compare-exchange loop. An old value below `MAX_VALUE` is a success.
+//!   Otherwise the count was already at its maximum: the release *undoes*
+//!   its `+1` (`fetch_sub(1)`) and returns `Err`. Between the two, `value`
+//!   is above `MAX_VALUE`; while it is, the count is exactly `MAX_VALUE` and
+//!   every thread treats the word that way: acquirers do not take from it
+//!   (they wait for the undo), releases fail (rightly: the count is at its
+//!   maximum) and, if they add, undo too. So `value` always returns to
+//!   `MAX_VALUE`, and a refused release has changed nothing that any other
+//!   operation could count on. The one trace it can leave: a `try_acquire`
+//!   that meets the overflow waits a few spins for the undo and, if the
+//!   refused releaser was preempted in between, reports no permit. The undo that brings `value` back to
+//!   `MAX_VALUE` wakes the acquirers that may sleep on the episode.
+//! - release(n) otherwise (`release_n`, a bounded semaphore's bound):
+//!   compare-exchange `value` from v to v + n, refused (an `Err`, nothing
+//!   changed) when v + n would pass the maximum (`MAX_VALUE`, or a bounded
+//!   semaphore's initial value); an overflow in progress always refuses.
+//! - every successful release then reads `sleepers`: 0 means nobody can be
+//!   asleep, so no wake call; otherwise wake `min(n, sleepers)` threads
+//!   (one `wake_all` when that is everyone).
+//!
+//! The fetch-and-add needs the headroom above `MAX_VALUE`: with the whole
+//! `u32` range as permits, a second release that lands on a wrapped-around
+//! value could not tell it from a real one and would succeed wrongly. So the
+//! count stops at 2^31 - 1 (Python's is unbounded; no program holds that
+//! many permits).
 //!
 //! The increment of `sleepers` followed by a read-modify-write re-read of
 //! `value` on one side, and the update of `value` followed by the read of
 //! `sleepers` on the other, guarantee that either the releaser sees the
 //! sleeper, or the sleeper sees the new permits and does not sleep (the
-//! loom models check it). So an
-//! uncontended acquire and release are one compare-exchange each plus one
-//! load, and no system call.
+//! loom models check it). So an uncontended acquire is a load and a
+//! compare-exchange, an uncontended release one fetch-and-add and a load,
+//! and neither makes a system call.
 //!
 //! Woken threads compete with newcomers for the permits (as in Python, where
 //! a new caller can take the condition's lock before a notified waiter): the
@@ -39,11 +63,26 @@ use crate::backend::{self, Backend, Deadline, DefaultBackend, TimedBackend};
 use crate::error::ReleaseError;
 use crate::sync::{AtomicU32, Ordering, spin_hint};
 
+/// The most permits a semaphore holds (2^31 - 1); see the module docs.
+const MAX_VALUE: u32 = i32::MAX as u32;
+
+/// Whether an acquirer may take a permit from a `value` word holding `v`:
+/// `1..=MAX_VALUE` (not empty, no overflow in progress), in one comparison.
+#[inline]
+const fn has_permit(v: u32) -> bool {
+    v.wrapping_sub(1) < MAX_VALUE
+}
+
+/// `value` clamped to [`MAX_VALUE`], for the constructors.
+const fn clamp(value: u32) -> u32 {
+    if value > MAX_VALUE { MAX_VALUE } else { value }
+}
+
 /// A counting semaphore: Python's `threading.Semaphore(value)`.
 ///
 /// Eight bytes, `const`-constructible, no allocation. The count goes up to
-/// `u32::MAX`; a release past that is an `Err` that changes nothing. Any
-/// thread may release, as in Python.
+/// [`Semaphore::MAX_VALUE`] (2^31 - 1); a release past that is an `Err` that
+/// changes nothing. Any thread may release, as in Python.
 ///
 /// | Python | Rust |
 /// | --- | --- |
@@ -81,8 +120,13 @@ pub struct Semaphore<B = DefaultBackend> {
 }
 
 impl Semaphore {
+    /// The most permits a semaphore (and a bounded one) can hold:
+    /// 2^31 - 1. A constructor given more starts with this many; a release
+    /// past it is an `Err` that changes nothing.
+    pub const MAX_VALUE: u32 = MAX_VALUE;
+
     /// A semaphore with `value` permits on the [default backend](DefaultBackend)
-    /// (`threading.Semaphore(value)`).
+    /// (`threading.Semaphore(value)`); at most [`Semaphore::MAX_VALUE`].
     #[cfg(not(loom))]
     #[inline]
     pub const fn new(value: u32) -> Self {
@@ -98,22 +142,24 @@ impl Semaphore {
 }
 
 impl<B: Backend> Semaphore<B> {
-    /// A semaphore with `value` permits, waiting through the backend `B`.
+    /// A semaphore with `value` permits (at most
+    /// [`Semaphore::MAX_VALUE`]), waiting through the backend `B`.
     #[cfg(not(loom))]
     #[inline]
     pub const fn with_backend(value: u32) -> Self {
         Semaphore {
-            value: AtomicU32::new(value),
+            value: AtomicU32::new(clamp(value)),
             sleepers: AtomicU32::new(0),
             backend: PhantomData,
         }
     }
 
-    /// A semaphore with `value` permits, waiting through the backend `B`.
+    /// A semaphore with `value` permits (at most
+    /// [`Semaphore::MAX_VALUE`]), waiting through the backend `B`.
     #[cfg(loom)]
     pub fn with_backend(value: u32) -> Self {
         Semaphore {
-            value: AtomicU32::new(value),
+            value: AtomicU32::new(clamp(value)),
             sleepers: AtomicU32::new(0),
             backend: PhantomData,
         }
@@ -122,7 +168,7 @@ impl<B: Backend> Semaphore<B> {
     /// Takes a permit, waiting while there is none (`sem.acquire()`).
     #[inline]
     pub fn acquire(&self) {
-        if !self.try_acquire() {
+        if !self.take() {
             self.acquire_slow(backend::wait_forever::<B>);
         }
     }
@@ -131,8 +177,14 @@ impl<B: Backend> Semaphore<B> {
     /// (`sem.acquire(blocking=False)`).
     #[inline]
     pub fn try_acquire(&self) -> bool {
+        self.take() || self.take_after_overflow()
+    }
+
+    /// Takes a permit while the count shows one: the uncontended path.
+    #[inline]
+    fn take(&self) -> bool {
         let mut value = self.value.load(Ordering::Relaxed);
-        while value != 0 {
+        while has_permit(value) {
             match self.value.compare_exchange_weak(
                 value,
                 value - 1,
@@ -146,16 +198,33 @@ impl<B: Backend> Semaphore<B> {
         false
     }
 
+    /// `try_acquire` once [`take`](Self::take) found no permit: an overflow
+    /// in progress (a refused release about to take back its `+1`, see the
+    /// module docs) stands for a count of `MAX_VALUE`, not an empty one, so
+    /// give it a few spins to end before reporting failure.
+    #[cold]
+    fn take_after_overflow(&self) -> bool {
+        let mut spins = 0;
+        while self.value.load(Ordering::Relaxed) > MAX_VALUE {
+            if spins == B::SPIN_LIMIT {
+                return false;
+            }
+            spin_hint();
+            spins += 1;
+        }
+        self.take()
+    }
+
     /// Gives one permit back (`sem.release()`), waking a waiter if one
     /// sleeps.
     ///
     /// # Errors
     ///
-    /// [`ReleaseError::Overflow`] when the count would pass `u32::MAX`;
-    /// nothing changes then.
+    /// [`ReleaseError::Overflow`] when the count would pass
+    /// [`Semaphore::MAX_VALUE`]; nothing changes then.
     #[inline]
     pub fn release(&self) -> Result<(), ReleaseError> {
-        self.release_up_to(1, u32::MAX)
+        self.release_up_to(1, MAX_VALUE)
     }
 
     /// Gives `n` permits back at once (`sem.release(n)`), waking up to `n`
@@ -164,17 +233,18 @@ impl<B: Backend> Semaphore<B> {
     ///
     /// # Errors
     ///
-    /// [`ReleaseError::Overflow`] when the count would pass `u32::MAX`;
-    /// nothing changes then.
+    /// [`ReleaseError::Overflow`] when the count would pass
+    /// [`Semaphore::MAX_VALUE`]; nothing changes then.
     #[inline]
     pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
-        self.release_up_to(n, u32::MAX)
+        self.release_up_to(n, MAX_VALUE)
     }
 
     /// The permits left now (Python's `sem._value`); a snapshot.
     #[inline]
     pub fn value(&self) -> u32 {
-        self.value.load(Ordering::Relaxed)
+        // Above `MAX_VALUE`: a refused release is taking back its `+1`.
+        self.value.load(Ordering::Relaxed).min(MAX_VALUE)
     }
 
     /// How many threads are blocked in an acquire (past their brief spin);
@@ -189,24 +259,28 @@ impl<B: Backend> Semaphore<B> {
     #[inline]
     pub fn lock(&self) -> SemaphoreGuard<'_, B> {
         self.acquire();
-        SemaphoreGuard { sem: self, max: u32::MAX }
+        SemaphoreGuard { sem: self, max: MAX_VALUE }
     }
 
     /// Takes a permit if one is free and returns its guard.
     #[inline]
     pub fn try_lock(&self) -> Option<SemaphoreGuard<'_, B>> {
-        self.try_acquire().then(|| SemaphoreGuard { sem: self, max: u32::MAX })
+        self.try_acquire().then(|| SemaphoreGuard { sem: self, max: MAX_VALUE })
     }
 
-    /// Adds `n` permits unless the count would pass `max`, then wakes as many
-    /// sleepers as can use them.
+    /// Adds `n` permits unless the count would pass `max` (at most
+    /// `MAX_VALUE`), then wakes as many sleepers as can use them.
     #[inline]
     fn release_up_to(&self, n: u32, max: u32) -> Result<(), ReleaseError> {
+        if n == 1 && max == MAX_VALUE {
+            return self.release_one();
+        }
         if n == 0 {
             return Ok(());
         }
         let mut value = self.value.load(Ordering::Relaxed);
         loop {
+            // An overflow in progress (`value > MAX_VALUE`) fails here too.
             let new = match value.checked_add(n) {
                 Some(new) if new <= max => new,
                 _ => return Err(ReleaseError::Overflow),
@@ -224,6 +298,39 @@ impl<B: Backend> Semaphore<B> {
             self.wake(n, sleepers);
         }
         Ok(())
+    }
+
+    /// Adds one permit unless the count is at `MAX_VALUE`: a fetch-and-add,
+    /// undone when it overflowed (see the module docs).
+    #[inline]
+    fn release_one(&self) -> Result<(), ReleaseError> {
+        // SeqCst: ordered before the read of `sleepers` below (see the
+        // module docs).
+        let old = self.value.fetch_add(1, Ordering::SeqCst);
+        if old >= MAX_VALUE {
+            // `old` cannot be `u32::MAX`: above `MAX_VALUE` the word counts
+            // the releases that are undoing their `+1`, one per thread.
+            self.undo_overflow();
+            return Err(ReleaseError::Overflow);
+        }
+        let sleepers = self.sleepers.load(Ordering::SeqCst);
+        if sleepers != 0 {
+            self.wake(1, sleepers);
+        }
+        Ok(())
+    }
+
+    /// Takes back the `+1` of a release that found the count at its maximum;
+    /// the last one out of an overflow wakes the acquirers that may sleep on
+    /// it.
+    #[cold]
+    fn undo_overflow(&self) {
+        // SeqCst: ordered before the read of `sleepers`, as in a release.
+        if self.value.fetch_sub(1, Ordering::SeqCst) == MAX_VALUE + 1
+            && self.sleepers.load(Ordering::SeqCst) != 0
+        {
+            B::wake_all(&self.value);
+        }
     }
 
     #[cold]
@@ -245,14 +352,14 @@ impl<B: Backend> Semaphore<B> {
         // before paying for a sleep and a wake.
         let mut spins = 0;
         while spins < B::SPIN_LIMIT {
-            if self.value.load(Ordering::Relaxed) != 0 && self.try_acquire() {
+            if self.take() {
                 return true;
             }
             spin_hint();
             spins += 1;
         }
         loop {
-            if self.try_acquire() {
+            if self.take() {
                 return true;
             }
             // Announce the sleep, then re-read the count: a releaser either
@@ -263,17 +370,16 @@ impl<B: Backend> Semaphore<B> {
             // sees our announcement. This holds under acquire/release alone,
             // so loom (which models SeqCst as AcqRel) can prove it, and it
             // costs nothing on the uncontended path.
+            // An overflow in progress is waited out like an empty count: its
+            // last undo wakes the sleepers.
             self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let go_on = if self.value.fetch_add(0, Ordering::SeqCst) == 0 {
-                wait(&self.value, 0)
-            } else {
-                true
-            };
+            let value = self.value.fetch_add(0, Ordering::SeqCst);
+            let go_on = if has_permit(value) { true } else { wait(&self.value, value) };
             self.sleepers.fetch_sub(1, Ordering::Relaxed);
             if !go_on {
                 // The deadline passed; a permit that arrived meanwhile is
                 // still ours to take.
-                return self.try_acquire();
+                return self.take();
             }
         }
     }
@@ -287,11 +393,11 @@ impl<B: TimedBackend> Semaphore<B> {
     /// `Duration::MAX` waits forever.
     #[inline]
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        if self.try_acquire() {
+        if self.take() {
             return true;
         }
         if timeout.is_zero() {
-            return false;
+            return self.take_after_overflow();
         }
         let deadline = Deadline::after::<B>(timeout);
         self.acquire_slow(|word, value| deadline.wait::<B>(word, value))
@@ -300,7 +406,7 @@ impl<B: TimedBackend> Semaphore<B> {
     /// Takes a permit, waiting at most `timeout`, and returns its guard.
     #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_, B>> {
-        self.acquire_timeout(timeout).then(|| SemaphoreGuard { sem: self, max: u32::MAX })
+        self.acquire_timeout(timeout).then(|| SemaphoreGuard { sem: self, max: MAX_VALUE })
     }
 }
 
@@ -324,7 +430,8 @@ impl<B> fmt::Debug for Semaphore<B> {
 /// Python's `threading.BoundedSemaphore(value)`.
 ///
 /// Twelve bytes (a [`Semaphore`] and its bound), `const`-constructible, no
-/// allocation. A release that would take the count past the initial value is
+/// allocation. The bound is at most [`Semaphore::MAX_VALUE`] (2^31 - 1); a
+/// larger initial value is taken as that. A release that would take the count past the initial value is
 /// an `Err` (Python's `ValueError: Semaphore released too many times`) and
 /// changes nothing.
 ///
@@ -376,14 +483,14 @@ impl<B: Backend> BoundedSemaphore<B> {
     #[cfg(not(loom))]
     #[inline]
     pub const fn with_backend(value: u32) -> Self {
-        BoundedSemaphore { sem: Semaphore::with_backend(value), bound: value }
+        BoundedSemaphore { sem: Semaphore::with_backend(value), bound: clamp(value) }
     }
 
     /// A bounded semaphore with `value` permits, which is also its maximum,
     /// waiting through the backend `B`.
     #[cfg(loom)]
     pub fn with_backend(value: u32) -> Self {
-        BoundedSemaphore { sem: Semaphore::with_backend(value), bound: value }
+        BoundedSemaphore { sem: Semaphore::with_backend(value), bound: clamp(value) }
     }
 
     /// Takes a permit, waiting while there is none (`sem.acquire()`).

@@ -38,8 +38,8 @@ impl Backend for SpinIds {
     fn wait(word: &AtomicU32, expected: u32) {
         Spin::<spin::relax::Spin>::wait(word, expected);
     }
-    fn wake_one(_word: &AtomicU32) {}
-    fn wake_all(_word: &AtomicU32) {}
+    fn wake_one(_word: *const AtomicU32) {}
+    fn wake_all(_word: *const AtomicU32) {}
 }
 
 impl CurrentThread for SpinIds {

@@ -59,11 +59,11 @@ impl<const ID: usize> Backend for Counting<ID> {
         DefaultBackend::wait(word, expected);
     }
 
-    fn wake_one(word: &AtomicU32) {
+    fn wake_one(word: *const AtomicU32) {
         DefaultBackend::wake_one(word);
     }
 
-    fn wake_all(word: &AtomicU32) {
+    fn wake_all(word: *const AtomicU32) {
         DefaultBackend::wake_all(word);
     }
 }

@@ -2,9 +2,10 @@
 //! wait backend (`backend::Loom`, a model futex).
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p core-sync --release --test loom`
-//! (`cargo xtask ci` does). Models: `Lock`, `RLock`, `Semaphore`,
-//! `BoundedSemaphore`, `Event`, `Condition` (notify/timeout races),
-//! `ReadWriteLock` (each policy, downgrade, writer timeout) and `Barrier`. Bounds: at most 3 threads per model and
+//! (`cargo xtask ci` does). Models: `Lock`, `RLock`, `Semaphore` (overflow
+//! included), `BoundedSemaphore`, `Event`, `Condition` (notify/timeout
+//! races), `ReadWriteLock` (each policy, downgrade, writer timeout) and
+//! `Barrier`. Bounds: at most 3 threads per model and
 //! `LOOM_MAX_PREEMPTIONS` = 3 (set by xtask), which explores each model
 //! exhaustively within that bound in seconds.
 #![cfg(loom)]
@@ -160,6 +161,27 @@ fn semaphore_release_n_wakes_n() {
     });
 }
 
+/// Releases that overflow the count race with an acquirer at the maximum:
+/// a refused release (its `+1` taken back) changes nothing, the acquirer
+/// never takes a permit the overflow made up and is never stranded asleep
+/// during one, and exactly one release fits after it took its permit.
+#[test]
+fn semaphore_overflow_changes_nothing() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(Semaphore::MAX_VALUE));
+        let releasers: Vec<_> = (0..2)
+            .map(|_| {
+                let sem = Arc::clone(&sem);
+                thread::spawn(move || sem.release().is_ok())
+            })
+            .collect();
+        sem.acquire();
+        let accepted: u32 = releasers.into_iter().map(|h| u32::from(h.join().unwrap())).sum();
+        assert!(accepted <= 1, "two releases past the maximum");
+        assert_eq!(sem.value(), Semaphore::MAX_VALUE - 1 + accepted);
+    });
+}
+
 /// Racing releases of a bounded semaphore never pass its bound: exactly the
 /// missing permits are accepted.
 #[test]
@@ -312,6 +334,44 @@ fn rwlock_writer_timeout_leaves_no_trace() {
         rw.release_read().unwrap();
         reader.join().unwrap();
         assert!(!rw.is_locked());
+    });
+}
+
+/// Two write phases, each with a (timed) reader queueing behind it: the
+/// grant that flips `PHASE`, the release that clears it when the lock goes
+/// free, and a queued reader's timeout racing either, in every order. The
+/// reader sees only whole writes, nobody is stranded, and the lock ends
+/// free and clean (its next uncontended read takes the fast path).
+#[test]
+fn rwlock_grants_and_phase_resets_across_rounds() {
+    loom::model(|| {
+        let rw = Arc::new(ReadWriteLock::new());
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        rw.acquire_write();
+        let (rw2, cell2) = (Arc::clone(&rw), Arc::clone(&cell));
+        let reader = thread::spawn(move || {
+            for _ in 0..2 {
+                if rw2.acquire_read_timeout(Duration::from_nanos(4)) {
+                    // SAFETY: the read lock is held; only writers mutate.
+                    let seen = cell2.with(|p| unsafe { *p });
+                    assert!(seen == 1 || seen == 2, "a read saw {seen}");
+                    rw2.release_read().unwrap();
+                }
+            }
+        });
+        // SAFETY: the write lock is held.
+        cell.with_mut(|p| unsafe { *p = 1 });
+        rw.release_write().unwrap();
+        rw.acquire_write();
+        // SAFETY: the write lock is held.
+        cell.with_mut(|p| unsafe { *p = 2 });
+        rw.release_write().unwrap();
+        reader.join().unwrap();
+        assert!(!rw.is_locked());
+        assert_eq!((rw.waiting_writers(), rw.queued_readers()), (0, 0));
+        rw.acquire_read();
+        rw.release_read().unwrap();
+        assert_eq!(rw.release_read(), Err(core_sync::ReleaseError::NotLocked));
     });
 }
 

@@ -950,10 +950,10 @@ impl Backend for Counting {
             thread::yield_now();
         }
     }
-    fn wake_one(_word: &AtomicU32) {
+    fn wake_one(_word: *const AtomicU32) {
         WAKES.fetch_add(1, Ordering::SeqCst);
     }
-    fn wake_all(_word: &AtomicU32) {
+    fn wake_all(_word: *const AtomicU32) {
         WAKES.fetch_add(1, Ordering::SeqCst);
     }
 }

@@ -274,20 +274,97 @@ fn bounded_over_release_under_contention_never_passes_the_bound() {
 
 #[test]
 fn counter_overflow_is_an_error_and_changes_nothing() {
-    let sem = Semaphore::new(u32::MAX - 1);
+    const MAX: u32 = Semaphore::MAX_VALUE;
+    assert_eq!(MAX, (1 << 31) - 1);
+    let sem = Semaphore::new(MAX - 1);
     assert_eq!(sem.release_n(2), Err(ReleaseError::Overflow));
-    assert_eq!(sem.value(), u32::MAX - 1);
+    assert_eq!(sem.value(), MAX - 1);
     assert_eq!(sem.release(), Ok(()));
-    assert_eq!(sem.value(), u32::MAX);
+    assert_eq!(sem.value(), MAX);
     assert_eq!(sem.release(), Err(ReleaseError::Overflow));
+    assert_eq!(sem.value(), MAX);
+    assert_eq!(sem.release_n(1), Err(ReleaseError::Overflow));
     assert_eq!(sem.release_n(u32::MAX), Err(ReleaseError::Overflow));
-    assert_eq!(sem.value(), u32::MAX);
+    assert_eq!(sem.value(), MAX);
+    {
+        let _guard = sem.lock();
+        assert_eq!(sem.value(), MAX - 1);
+        assert_eq!(sem.release(), Ok(()));
+        // The guard's release now overflows; it changes nothing either.
+    }
+    assert_eq!(sem.value(), MAX);
     assert!(sem.try_acquire());
-    assert_eq!(sem.value(), u32::MAX - 1);
+    assert_eq!(sem.value(), MAX - 1);
 
-    let bounded = BoundedSemaphore::new(u32::MAX);
+    let bounded = BoundedSemaphore::new(MAX);
     assert_eq!(bounded.release(), Err(ReleaseError::Overflow));
-    assert_eq!(bounded.value(), u32::MAX);
+    assert_eq!(bounded.value(), MAX);
+    bounded.acquire();
+    assert_eq!(bounded.release(), Ok(()));
+    assert_eq!(bounded.release_n(1), Err(ReleaseError::Overflow));
+    assert_eq!(bounded.value(), MAX);
+}
+
+/// A count past `MAX_VALUE` cannot be represented next to the overflow
+/// check's headroom, so the constructors start at `MAX_VALUE`.
+#[test]
+fn constructors_clamp_to_max_value() {
+    assert_eq!(Semaphore::new(u32::MAX).value(), Semaphore::MAX_VALUE);
+    assert_eq!(Semaphore::<Spin>::with_backend(u32::MAX).value(), Semaphore::MAX_VALUE);
+    let bounded = BoundedSemaphore::new(u32::MAX);
+    assert_eq!(bounded.bound(), Semaphore::MAX_VALUE);
+    assert_eq!(bounded.value(), Semaphore::MAX_VALUE);
+    assert_eq!(bounded.release(), Err(ReleaseError::Overflow));
+}
+
+/// Releases that overflow race with holders at the maximum count: every
+/// refused release changes nothing (the holders always find their permit,
+/// and the count ends exactly where the accepted calls put it), and
+/// `value()` never shows more than the maximum.
+#[test]
+fn overflowing_releases_under_contention_change_nothing() {
+    const MAX: u32 = Semaphore::MAX_VALUE;
+    static SEM: Semaphore = Semaphore::new(MAX);
+    static ACQUIRED: AtomicU32 = AtomicU32::new(0);
+    static RELEASED: AtomicU32 = AtomicU32::new(0);
+    static REFUSED: AtomicU32 = AtomicU32::new(0);
+    let rounds = ROUNDS / 5;
+    let release = || match SEM.release() {
+        Ok(()) => {
+            RELEASED.fetch_add(1, Ordering::SeqCst);
+        }
+        Err(e) => {
+            assert_eq!(e, ReleaseError::Overflow);
+            REFUSED.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            thread::spawn(move || {
+                for _ in 0..rounds {
+                    if t < 2 {
+                        // Stray releases at (or next to) the maximum.
+                        release();
+                    } else {
+                        // A holder: the count is never empty, so its acquire
+                        // never waits for long (an overflow in progress ends
+                        // within a few instructions of the refused release).
+                        SEM.acquire();
+                        ACQUIRED.fetch_add(1, Ordering::SeqCst);
+                        release();
+                    }
+                    assert!(SEM.value() <= MAX, "value {} above the maximum", SEM.value());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let (acq, rel) = (ACQUIRED.load(Ordering::SeqCst), RELEASED.load(Ordering::SeqCst));
+    assert_eq!(SEM.value() + acq, MAX + rel, "a permit was lost or made up");
+    assert_eq!(rel + REFUSED.load(Ordering::SeqCst), 4 * rounds);
+    assert!(SEM.try_acquire());
 }
 
 #[test]

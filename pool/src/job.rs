@@ -256,7 +256,7 @@ where
         let signal = Arc::clone(&this.signal);
         // The last access to the job's memory; `signal` is our own handle.
         signal.store(1, Ordering::Release);
-        Futex::wake_all(&signal);
+        Futex::wake_all(Arc::as_ptr(&signal));
     }
 
     unsafe fn run_job(ptr: *const (), _registry: &Registry) {

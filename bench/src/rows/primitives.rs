@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use core_sync::{Condition, Event, Lock, RLock, ReadWriteLock, Semaphore};
 
+use super::locks::OwnPage;
 use super::{Row, imp, ok, on_threads};
 
 pub(super) fn rows() -> Vec<Row> {
@@ -85,11 +86,12 @@ pub(super) fn rows() -> Vec<Row> {
 /// Held once, then acquired and released again `iters` times: the cost of
 /// re-entry by the owner.
 fn rlock_ours(iters: u64) -> Duration {
-    let rlock = RLock::new();
+    let rlock = OwnPage::boxed(RLock::new());
+    let rlock = &rlock.0;
     ok(rlock.acquire());
     let start = Instant::now();
     for _ in 0..iters {
-        let r = black_box(&rlock);
+        let r = black_box(rlock);
         ok(r.acquire());
         ok(r.release());
     }
@@ -99,11 +101,12 @@ fn rlock_ours(iters: u64) -> Duration {
 }
 
 fn rlock_parking_lot(iters: u64) -> Duration {
-    let m = parking_lot::ReentrantMutex::new(());
+    let m = OwnPage::boxed(parking_lot::ReentrantMutex::new(()));
+    let m = &m.0;
     let _outer = m.lock();
     let start = Instant::now();
     for _ in 0..iters {
-        drop(black_box(&m).lock());
+        drop(black_box(m).lock());
     }
     start.elapsed()
 }
@@ -111,10 +114,10 @@ fn rlock_parking_lot(iters: u64) -> Duration {
 // --- Semaphore -----------------------------------------------------------
 
 fn semaphore_ours(iters: u64) -> Duration {
-    let sem = Semaphore::new(1);
+    let sem = OwnPage::boxed(Semaphore::new(1));
     let start = Instant::now();
     for _ in 0..iters {
-        let s = black_box(&sem);
+        let s = black_box(&sem.0);
         s.acquire();
         ok(s.release());
     }
@@ -123,10 +126,10 @@ fn semaphore_ours(iters: u64) -> Duration {
 
 /// The same loop on our own `Lock`: the Semaphore's target is a ratio to it.
 fn lock_ours(iters: u64) -> Duration {
-    let lock = Lock::new();
+    let lock = OwnPage::boxed(Lock::new());
     let start = Instant::now();
     for _ in 0..iters {
-        let l = black_box(&lock);
+        let l = black_box(&lock.0);
         l.acquire();
         ok(l.release());
     }
@@ -217,10 +220,10 @@ impl ReadWrite for spin::RwLock<u64> {
 }
 
 fn read_uncontended<L: ReadWrite>(iters: u64) -> Duration {
-    let lock = L::new();
+    let lock = OwnPage::boxed(L::new());
     let start = Instant::now();
     for _ in 0..iters {
-        black_box(black_box(&lock).read());
+        black_box(black_box(&lock.0).read());
     }
     start.elapsed()
 }

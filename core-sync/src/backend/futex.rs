@@ -47,6 +47,15 @@ fn os_word(word: &super::AtomicU32) -> &core::sync::atomic::AtomicU32 {
     word
 }
 
+/// The address of `word` as the OS calls take it (`core`'s atomic type),
+/// without dereferencing it: a wake's word may dangle.
+#[inline]
+fn os_word_ptr(word: *const super::AtomicU32) -> *const core::sync::atomic::AtomicU32 {
+    // Same layout under `portable-atomic` (see `os_word`); only the address
+    // is used.
+    word.cast()
+}
+
 /// The operating system's futex (see the [module docs](super)).
 #[derive(Debug)]
 pub enum Futex {}
@@ -59,13 +68,14 @@ impl Backend for Futex {
     }
 
     #[inline]
-    fn wake_one(word: &super::AtomicU32) {
-        atomic_wait::wake_one(os_word(word));
+    fn wake_one(word: *const super::AtomicU32) {
+        // `atomic-wait` documents that the pointer may dangle.
+        atomic_wait::wake_one(os_word_ptr(word));
     }
 
     #[inline]
-    fn wake_all(word: &super::AtomicU32) {
-        atomic_wait::wake_all(os_word(word));
+    fn wake_all(word: *const super::AtomicU32) {
+        atomic_wait::wake_all(os_word_ptr(word));
     }
 }
 
@@ -246,10 +256,10 @@ mod platform {
     }
 
     #[inline]
-    pub(super) fn wake(word: &AtomicU32, all: bool) {
+    pub(super) fn wake(word: *const AtomicU32, all: bool) {
         let flags = UL_COMPARE_AND_WAIT | ULF_NO_ERRNO | if all { ULF_WAKE_ALL } else { 0 };
         // SAFETY: waking only uses the address as a key; it may dangle.
-        unsafe { __ulock_wake(flags, word.as_ptr().cast(), 0) };
+        unsafe { __ulock_wake(flags, word.cast_mut().cast(), 0) };
     }
 
     #[inline]
@@ -269,12 +279,12 @@ impl Backend for Futex {
     }
 
     #[inline]
-    fn wake_one(word: &super::AtomicU32) {
-        platform::wake(os_word(word), false);
+    fn wake_one(word: *const super::AtomicU32) {
+        platform::wake(os_word_ptr(word), false);
     }
 
     #[inline]
-    fn wake_all(word: &super::AtomicU32) {
-        platform::wake(os_word(word), true);
+    fn wake_all(word: *const super::AtomicU32) {
+        platform::wake(os_word_ptr(word), true);
     }
 }

@@ -35,8 +35,10 @@ loom::lazy_static! {
     static ref TABLE: Mutex<Vec<Queue>> = Mutex::new(Vec::new());
 }
 
-fn address(word: &AtomicU32) -> usize {
-    core::ptr::from_ref(word).addr()
+/// The key of a word's wait queue. A wake's word may dangle: only its
+/// address is used.
+fn address(word: *const AtomicU32) -> usize {
+    word.addr()
 }
 
 impl Backend for Loom {
@@ -68,14 +70,14 @@ impl Backend for Loom {
         }
     }
 
-    fn wake_one(word: &AtomicU32) {
+    fn wake_one(word: *const AtomicU32) {
         let table = TABLE.lock().expect("the futex table is never poisoned");
         if let Some(queue) = table.iter().find(|q| q.address == address(word)) {
             queue.condvar.notify_one();
         }
     }
 
-    fn wake_all(word: &AtomicU32) {
+    fn wake_all(word: *const AtomicU32) {
         let table = TABLE.lock().expect("the futex table is never poisoned");
         if let Some(queue) = table.iter().find(|q| q.address == address(word)) {
             queue.condvar.notify_all();

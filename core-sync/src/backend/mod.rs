@@ -33,8 +33,8 @@
 //!             core::hint::spin_loop();
 //!         }
 //!     }
-//!     fn wake_one(_word: &AtomicU32) {}
-//!     fn wake_all(_word: &AtomicU32) {}
+//!     fn wake_one(_word: *const AtomicU32) {}
+//!     fn wake_all(_word: *const AtomicU32) {}
 //! }
 //!
 //! let lock = core_sync::Lock::<WaitForInterrupt>::with_backend();
@@ -68,6 +68,14 @@ pub use loom_backend::Loom;
 ///   comparison and the sleep are one atomic step, as with a futex.
 /// - [`wake_one`](Backend::wake_one) wakes at least one thread sleeping on
 ///   the word, if any; [`wake_all`](Backend::wake_all) wakes every one.
+/// - A wake uses the word's address only as a key, and must not read or
+///   write through it: it takes a raw pointer, which may dangle. A waker's
+///   last access to a word is the store that its sleepers wait for, and a
+///   sleeper that sees it may return and free the word (a `Condition`
+///   waiter's node on its stack) before the wake call is made. The address
+///   may even belong to a new word by then; waking its sleepers is a
+///   spurious wake, which they tolerate. (A futex wake on an address that
+///   nobody waits on does nothing; `atomic-wait` takes the same contract.)
 ///
 /// Spurious returns are always allowed: callers re-check their state.
 pub trait Backend {
@@ -79,10 +87,16 @@ pub trait Backend {
     fn wait(word: &AtomicU32, expected: u32);
 
     /// Wakes one thread blocked in [`wait`](Backend::wait) on `word`.
-    fn wake_one(word: &AtomicU32);
+    ///
+    /// `word` is only a key: it may dangle, and must not be dereferenced
+    /// (see the trait's contract). Callers pass `&word`, which coerces.
+    fn wake_one(word: *const AtomicU32);
 
     /// Wakes every thread blocked in [`wait`](Backend::wait) on `word`.
-    fn wake_all(word: &AtomicU32);
+    ///
+    /// `word` is only a key: it may dangle, and must not be dereferenced
+    /// (see the trait's contract).
+    fn wake_all(word: *const AtomicU32);
 }
 
 /// A backend with a monotonic clock, which gives the primitives their timed
@@ -185,10 +199,10 @@ impl<R: spin::relax::RelaxStrategy, C> Backend for Spin<R, C> {
     }
 
     #[inline]
-    fn wake_one(_word: &AtomicU32) {}
+    fn wake_one(_word: *const AtomicU32) {}
 
     #[inline]
-    fn wake_all(_word: &AtomicU32) {}
+    fn wake_all(_word: *const AtomicU32) {}
 }
 
 impl<R: spin::relax::RelaxStrategy, C: Clock> TimedBackend for Spin<R, C> {

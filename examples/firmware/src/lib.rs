@@ -60,11 +60,11 @@ impl Backend for WfeBackend {
         }
     }
 
-    fn wake_one(_word: &AtomicU32) {
+    fn wake_one(_word: *const AtomicU32) {
         send_event();
     }
 
-    fn wake_all(_word: &AtomicU32) {
+    fn wake_all(_word: *const AtomicU32) {
         send_event();
     }
 }
