@@ -83,6 +83,15 @@ pub trait Backend {
     /// [`wait`](Backend::wait). Zero disables spinning.
     const SPIN_LIMIT: u32 = 100;
 
+    /// Gives the processor to another thread for a moment, if the platform
+    /// can (`sched_yield` for the futex backend); a spin hint otherwise.
+    /// Locks call it a few times before they sleep, which lets a holder on
+    /// a busy processor finish without the cost of a sleep and a wake.
+    #[inline]
+    fn yield_now() {
+        core::hint::spin_loop();
+    }
+
     /// Blocks while `word` holds `expected`, until woken (or spuriously).
     fn wait(word: &AtomicU32, expected: u32);
 
