@@ -13,33 +13,45 @@
 //! | node state | meaning |
 //! | --- | --- |
 //! | `WAITING` (0) | linked in the queue; its thread waits (and may sleep) |
-//! | `NOTIFIED` (1) | unlinked by a notifier, which chose it |
+//! | `CHOSEN` (1) | unlinked by a notifier, which chose it and has not finished with the node yet |
+//! | `NOTIFIED` (2) | the notifier is done with the node: storing this was its last access |
 //!
 //! Invariant: a node is linked exactly while its state is `WAITING`; both
-//! change together, only under the list lock.
+//! change together (`WAITING` -> `CHOSEN`), only under the list lock.
+//! `CHOSEN` -> `NOTIFIED` happens outside it.
 //!
 //! - wait: with the condition's lock held, link a fresh `WAITING` node at the
 //!   tail (under the list lock), then release the condition's lock (every
-//!   level of an `RLock`), then sleep on the node's word while it holds
-//!   `WAITING`. Linking before releasing is what makes a notify that follows
+//!   level of an `RLock`), then spin a little and sleep on the node's word
+//!   until it holds `NOTIFIED`. Linking before releasing is what makes a notify that follows
 //!   the release find the node: no lost wake-ups.
 //! - notify(n): if the head is null, return: one atomic load. Otherwise,
 //!   under the list lock, unlink up to `n` nodes from the head (the
-//!   longest-waiting first), set each to `NOTIFIED` and wake its word.
-//! - leaving (every wait ends this way: notified, timed out, or unwinding):
-//!   take the list lock; a node still `WAITING` was not chosen, so the waiter
-//!   unlinks it itself and reports "timed out"; a `NOTIFIED` node was chosen
-//!   and reports "notified", even if its deadline has passed too. Then the
-//!   waiter re-takes the condition's lock at the depth it had.
+//!   longest-waiting first), mark each `CHOSEN` and chain them through their
+//!   own `next` links; release the list lock; then, for each chosen node,
+//!   read its `next`, store `NOTIFIED` (Release) and wake its word through a
+//!   raw pointer. The wake happens outside the list lock, so the woken
+//!   thread never finds the notifier holding it.
+//! - leaving: a waiter that sees `NOTIFIED` returns "notified" at once,
+//!   without the list lock. One whose wait ended otherwise (timed out, or
+//!   unwinding) takes the list lock: a node still `WAITING` was not chosen,
+//!   so the waiter unlinks it itself and reports "timed out"; a `CHOSEN` node
+//!   was chosen, so the waiter releases the list lock, waits (spinning, then
+//!   sleeping on its word) until `NOTIFIED`, and reports "notified", even if
+//!   its deadline has passed too. Then the waiter re-takes the condition's
+//!   lock at the depth it had.
 //!
 //! # Why a node never dangles
 //!
-//! The notifier touches a node (the unlink, the `NOTIFIED` store and the
-//! wake, whose futex call uses the node's address) only while it holds the
-//! list lock, and a waiter leaves only after taking the list lock itself. So
-//! once a waiter has left, no notifier is inside its node, and none can find
-//! it again (it is unlinked). The wake is a system call on a live word, not
-//! on an address that may dangle.
+//! A notifier reaches a node only through the queue, under the list lock,
+//! while it is `WAITING`; its thread cannot leave then (leaving a `WAITING`
+//! node takes the list lock). From `CHOSEN` on, the node is the notifier's
+//! alone until `NOTIFIED`: no thread returns from a wait, or unwinds past its
+//! node, before it has seen `NOTIFIED` (with Acquire, which orders every
+//! earlier access of the notifier, its read of `next` included, before the
+//! node goes away). The notifier's only use of the node after that store is
+//! the wake, which takes the word's address as a raw pointer and uses it as
+//! a key ([`Backend::wake_one`]'s contract lets it dangle).
 
 use core::fmt;
 use core::marker::PhantomPinned;
@@ -50,7 +62,7 @@ use core::time::Duration;
 use crate::backend::{self, Backend, Deadline, TimedBackend};
 use crate::error::{NotHeldError, RecursionOverflow, ReleaseError};
 use crate::lock::{Lock, LockGuard};
-use crate::sync::{AtomicPtr, AtomicU32, Ordering};
+use crate::sync::{AtomicPtr, AtomicU32, Ordering, spin_hint};
 
 #[cfg(any(feature = "std", loom))]
 use crate::rlock::RLock;
@@ -589,15 +601,19 @@ impl<L: ConditionLock + fmt::Debug> fmt::Debug for Condition<L> {
 
 /// A node's thread waits and is linked in the queue.
 const WAITING: u32 = 0;
-/// A notifier unlinked the node and chose its thread.
-const NOTIFIED: u32 = 1;
+/// A notifier unlinked the node and chose its thread; it still uses the node.
+const CHOSEN: u32 = 1;
+/// The notifier is done with the node: storing this was its last access.
+const NOTIFIED: u32 = 2;
 
 /// One waiting thread's queue node, on that thread's stack.
 ///
 /// Only ever used through shared references and raw pointers made from
 /// them: every field is atomic, so the notifier and the waiter may both
 /// touch it. `next` and `prev` are read and written only under the list lock
-/// (so `Relaxed` suffices); `state` is also read by the waiter without it.
+/// while the node is linked (so `Relaxed` suffices), and by the notifier
+/// alone while it is `CHOSEN`; `state` is also read by the waiter without
+/// the lock.
 struct Waiter {
     next: AtomicPtr<Waiter>,
     prev: AtomicPtr<Waiter>,
@@ -729,20 +745,21 @@ impl<B: Backend> WaitQueue<B> {
     /// # Safety
     ///
     /// `node` was linked in this queue by [`push_back`](Self::push_back) and
-    /// has not been through `leave` since.
+    /// has not been through `leave` since, nor seen `NOTIFIED`.
     unsafe fn leave(&self, node: &Waiter) -> bool {
-        // Taking the list lock is also the hand-shake with a notifier that
-        // chose this node: it holds the list lock until it is done with the
-        // node (wake included), so once we have it, it is done.
-        let _list = self.list.lock();
-        if node.state.load(Ordering::Relaxed) == WAITING {
-            // SAFETY: `WAITING` under the list lock means linked (the state
-            // invariant), and we hold the list lock.
-            unsafe { self.unlink(node) };
-            false
-        } else {
-            true
+        {
+            let _list = self.list.lock();
+            if node.state.load(Ordering::Relaxed) == WAITING {
+                // SAFETY: `WAITING` under the list lock means linked (the
+                // state invariant), and we hold the list lock.
+                unsafe { self.unlink(node) };
+                return false;
+            }
         }
+        // Chosen: the notifier has let go of the list lock, but may still
+        // read the node and store `NOTIFIED`; the node must outlive that.
+        await_notified::<B>(&node.state);
+        true
     }
 
     /// Wakes at most `n` waiters, longest-waiting first; returns how many.
@@ -750,26 +767,59 @@ impl<B: Backend> WaitQueue<B> {
         if n == 0 || !self.has_waiters() {
             return 0;
         }
-        let _list = self.list.lock();
-        let mut woken = 0;
-        while woken < n {
-            let head = self.head.load(Ordering::Relaxed);
-            if head.is_null() {
-                break;
+        // Choose under the list lock: unlink from the head, mark `CHOSEN`,
+        // and chain the chosen nodes through their own `next` links.
+        let mut first: *mut Waiter = ptr::null_mut();
+        let mut last: *mut Waiter = ptr::null_mut();
+        let mut chosen = 0;
+        {
+            let _list = self.list.lock();
+            while chosen < n {
+                let head = self.head.load(Ordering::Relaxed);
+                if head.is_null() {
+                    break;
+                }
+                // SAFETY: `head` is linked, hence `WAITING` and live, and it
+                // stays live while we hold the list lock: its thread must
+                // take the list lock to leave a `WAITING` node. Once we mark
+                // it `CHOSEN` below, its thread waits for `NOTIFIED` before
+                // the node goes away (see the module docs).
+                let node = unsafe { &*head };
+                // SAFETY: the list lock is held and `node` is linked.
+                unsafe { self.unlink(node) };
+                node.state.store(CHOSEN, Ordering::Relaxed);
+                node.next.store(ptr::null_mut(), Ordering::Relaxed);
+                if last.is_null() {
+                    first = head;
+                } else {
+                    // SAFETY: `last` was chosen above: `CHOSEN` and live.
+                    unsafe { &*last }.next.store(head, Ordering::Relaxed);
+                }
+                last = head;
+                chosen += 1;
             }
-            // SAFETY: `head` is linked, hence live, and it stays live while
-            // we hold the list lock: its thread must take the list lock
-            // (`leave`) before its wait returns and its node goes away. So
-            // the unlink, the store and the wake below all touch a live node;
-            // the wake's system call gets the address of a live word.
-            let node = unsafe { &*head };
-            // SAFETY: the list lock is held and `node` is linked.
-            unsafe { self.unlink(node) };
-            node.state.store(NOTIFIED, Ordering::Release);
-            B::wake_one(&node.state);
-            woken += 1;
         }
-        woken
+        // Tell each chosen thread, outside the list lock, longest-waiting
+        // first.
+        let mut node = first;
+        while !node.is_null() {
+            // SAFETY: `node` is `CHOSEN`: its thread does not leave before
+            // it sees `NOTIFIED`, which only the store below gives it, so
+            // the node is live until then. Its `next` is ours alone (set
+            // above, not touched by its thread).
+            let next = unsafe { &*node }.next.load(Ordering::Relaxed);
+            // SAFETY: as above; the raw pointer is made without a reference
+            // that could outlive the node.
+            let word = unsafe { &raw const (*node).state };
+            // SAFETY: the node is live until this store completes (its thread
+            // needs it to see `NOTIFIED`); it is our last access to the node.
+            unsafe { (*word).store(NOTIFIED, Ordering::Release) };
+            // From here the node may be gone: the wake takes the address as
+            // a key only (the `Backend` contract lets it dangle).
+            B::wake_one(word);
+            node = next;
+        }
+        chosen
     }
 
     /// Links a node for the calling thread, releases `lock` completely,
@@ -800,9 +850,11 @@ impl<B: Backend> WaitQueue<B> {
         let node: &Waiter = &node;
         {
             let _list = self.list.lock();
-            // SAFETY: the list lock is held; `node` is fresh (not linked),
-            // pinned, and `Waiting` below takes it out of the queue before
-            // this frame ends, on every path, unwinding included.
+            // SAFETY: the list lock is held; `node` is fresh (not linked)
+            // and pinned, and before this frame ends, on every path
+            // (unwinding included), either `Waiting` below takes it out of
+            // the queue or its notifier has stored `NOTIFIED`, its last
+            // access.
             unsafe { self.push_back(node) };
         }
         let mut waiting = Waiting { queue: self, node, lock, saved: None, linked: true };
@@ -816,15 +868,67 @@ impl<B: Backend> WaitQueue<B> {
             return Err(NotHeldError);
         };
         waiting.saved = Some(saved);
-        while node.state.load(Ordering::Acquire) == WAITING {
-            if !wait(&node.state, WAITING) {
-                break;
+        // Spin a little before the first sleep (`Backend::SPIN_LIMIT`, as
+        // every primitive does): a hand-off between threads that take turns
+        // often comes within microseconds, and a waiter that is still awake
+        // skips the sleep and the scheduler's wake-up latency (ping-pong on
+        // a 16-core machine: ~10 us per round trip without, ~4.5 with).
+        let mut spins = 0;
+        let notified = loop {
+            let state = node.state.load(Ordering::Acquire);
+            if state == NOTIFIED {
+                // The notifier unlinked the node and is done with it: no
+                // list lock on the way out.
+                waiting.linked = false;
+                break true;
             }
-        }
-        let notified = waiting.leave();
+            if spins < B::SPIN_LIMIT {
+                spins += 1;
+                spin_hint();
+                continue;
+            }
+            // `WAITING`, or `CHOSEN` (the notifier is about to store
+            // `NOTIFIED` and wake us).
+            if !wait(&node.state, state) {
+                // The deadline passed: leave, unless a notifier chose us.
+                break waiting.leave();
+            }
+        };
         waiting.restore();
         Ok(notified)
     }
+}
+
+/// Waits until a `CHOSEN` node's state is `NOTIFIED`: spins first (the
+/// notifier is a few instructions away from the store, unless it was
+/// preempted), then sleeps on the word. It never returns early, since the
+/// notifier still writes to the node, not even when a backend call panics:
+/// the guard then spins until the store.
+fn await_notified<B: Backend>(state: &AtomicU32) {
+    /// Spins until `NOTIFIED` if dropped during unwinding.
+    struct SpinUntilNotified<'a>(&'a AtomicU32);
+    impl Drop for SpinUntilNotified<'_> {
+        fn drop(&mut self) {
+            while self.0.load(Ordering::Acquire) != NOTIFIED {
+                spin_hint();
+            }
+        }
+    }
+    let guard = SpinUntilNotified(state);
+    let mut spins = 0;
+    loop {
+        let now = state.load(Ordering::Acquire);
+        if now == NOTIFIED {
+            break;
+        }
+        if spins < B::SPIN_LIMIT {
+            spins += 1;
+            spin_hint();
+        } else {
+            B::wait(state, now);
+        }
+    }
+    core::mem::forget(guard);
 }
 
 /// A thread inside [`WaitQueue::wait`]: on every way out, unwinding
@@ -844,8 +948,8 @@ impl<B: Backend, L: ConditionLock<Backend = B> + ?Sized> Waiting<'_, B, L> {
             return false;
         }
         self.linked = false;
-        // SAFETY: `node` was linked by `WaitQueue::wait` and `linked` says it
-        // has not left since.
+        // SAFETY: `node` was linked by `WaitQueue::wait`, and `linked` says
+        // it has not left since nor seen `NOTIFIED`.
         unsafe { self.queue.leave(self.node) }
     }
 

@@ -505,3 +505,40 @@ fn condition_timed_out_waiter_leaves_no_trace() {
         live.join().unwrap();
     });
 }
+
+/// `notify_all` chooses two waiters at once (chained outside the list
+/// lock), one of which races its timeout: each waiter reports "notified"
+/// exactly when the notify counted it, a waiter that timed out while chosen
+/// waits for its notifier to be done with its node, and nobody is stranded.
+#[test]
+fn condition_notify_all_racing_a_timeout_counts_exactly() {
+    loom::model(|| {
+        let cond = Arc::new(Condition::with_lock(Lock::new()));
+        let flag = Arc::new(AtomicBool::new(false));
+        let (c2, f2) = (Arc::clone(&cond), Arc::clone(&flag));
+        let timed = thread::spawn(move || {
+            c2.acquire();
+            let notified =
+                !f2.load(Ordering::Relaxed) && c2.wait_timeout(Duration::from_nanos(3)).unwrap();
+            c2.release().unwrap();
+            usize::from(notified)
+        });
+        let (c3, f3) = (Arc::clone(&cond), Arc::clone(&flag));
+        let untimed = thread::spawn(move || {
+            c3.acquire();
+            let mut notified = 0;
+            while !f3.load(Ordering::Relaxed) {
+                c3.wait().unwrap();
+                notified += 1;
+            }
+            c3.release().unwrap();
+            notified
+        });
+        cond.acquire();
+        flag.store(true, Ordering::Relaxed);
+        let woken = cond.notify_all().unwrap();
+        cond.release().unwrap();
+        let reported = timed.join().unwrap() + untimed.join().unwrap();
+        assert_eq!(woken, reported, "notify_all woke {woken}, {reported} reported it");
+    });
+}
