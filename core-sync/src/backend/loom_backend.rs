@@ -32,6 +32,7 @@ struct Queue {
 }
 
 loom::lazy_static! {
+    static ref CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     static ref TABLE: Mutex<Vec<Queue>> = Mutex::new(Vec::new());
 }
 
@@ -86,9 +87,11 @@ impl Backend for Loom {
 }
 
 impl TimedBackend for Loom {
-    /// A clock that ticks one nanosecond per reading.
+    /// A clock that ticks one nanosecond per reading. It starts afresh in
+    /// every execution loom explores (a loom `lazy_static`), so that an
+    /// execution replays exactly; it is not a loom atomic, so reading it
+    /// adds no interleavings of its own.
     fn now_nanos() -> u64 {
-        static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         CLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
