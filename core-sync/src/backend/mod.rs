@@ -80,7 +80,9 @@ pub use loom_backend::Loom;
 /// Spurious returns are always allowed: callers re-check their state.
 pub trait Backend {
     /// How many times a primitive spins (re-reading its word) before it calls
-    /// [`wait`](Backend::wait). Zero disables spinning.
+    /// [`wait`](Backend::wait). Zero disables spinning. (A `Lock` spends four
+    /// times this many spin hints but re-reads its word less often, with
+    /// exponential backoff, so as not to slow down the holder.)
     const SPIN_LIMIT: u32 = 100;
 
     /// Blocks while `word` holds `expected`, until woken (or spuriously).
