@@ -11,10 +11,9 @@
 //! | 2 | locked, and some thread may be sleeping in the backend |
 //!
 //! - acquire: compare-exchange 0 -> 1 (Acquire). On failure, spin a little
-//!   while the lock is held (a short critical section may end) and, if it
-//!   came free, try 0 -> 1 again; otherwise swap in 2 and sleep while it
-//!   stays 2, spinning again after each wake. A swap that returns 0 took the
-//!   lock (in state 2, conservatively, since others may still sleep).
+//!   while the value is 1 (a short critical section may end; re-reading with
+//!   exponential backoff), then swap in 2 and sleep while it stays 2; a swap that returns 0 took the lock (in state
+//!   2, conservatively, since others may still sleep).
 //! - release: swap in 0 (Release). The old value says what to do: 0 means
 //!   the lock was not held (an error, and the swap changed nothing); 2 means a
 //!   sleeper may exist, so wake one. An uncontended acquire and release is
@@ -33,6 +32,12 @@ use crate::sync::{AtomicU32, Ordering, spin_hint};
 const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
 const CONTENDED: u32 = 2;
+
+/// The most spin hints between two re-reads of a contended lock's word.
+const MAX_BACKOFF: u32 = 32;
+/// How many spin hints an acquirer spends, per unit of the backend's
+/// `SPIN_LIMIT`, before it sleeps.
+const SPIN_BUDGET: u32 = 4;
 
 /// A mutual-exclusion lock: Python's `threading.Lock()`.
 ///
@@ -162,12 +167,26 @@ impl<B: Backend> Lock<B> {
     /// returns `false` once the caller's deadline has passed.
     #[cold]
     fn acquire_slow(&self, mut wait: impl FnMut(&AtomicU32, u32) -> bool) -> bool {
-        // A newcomer spins first: a short critical section often ends
-        // within a few hundred cycles, cheaper than a sleep and a wake. If
-        // the lock comes free it may take it as uncontended (0 -> 1) even
-        // if others sleep: each release from 2 wakes one sleeper, and that
-        // sleeper marks the lock contended again before it sleeps anew.
-        let mut state = self.spin();
+        // Spin while the holder has not seen contention: a short critical
+        // section often ends within a few hundred cycles, cheaper than a
+        // sleep and a wake. Re-read the word after 1, 2, 4, ... up to
+        // `MAX_BACKOFF` spin hints: every re-read pulls the cache line away
+        // from the holder, which needs it back to release, so a spinner that
+        // polls less often lets a short critical section end sooner. The
+        // budget is `SPIN_BUDGET` times the backend's `SPIN_LIMIT` hints
+        // (about twenty re-reads for the futex backend's 100).
+        let mut state = self.state.load(Ordering::Relaxed);
+        let budget = B::SPIN_LIMIT.saturating_mul(SPIN_BUDGET);
+        let mut spent = 0;
+        let mut step = 1;
+        while state == LOCKED && spent < budget {
+            for _ in 0..step {
+                spin_hint();
+            }
+            spent += step;
+            step = (step * 2).min(MAX_BACKOFF);
+            state = self.state.load(Ordering::Relaxed);
+        }
         if state == UNLOCKED
             && self
                 .state
@@ -177,54 +196,16 @@ impl<B: Backend> Lock<B> {
             return true;
         }
         loop {
-            // Mark the lock contended; if it was free, we now hold it. A
-            // thread that has slept takes the lock only this way, leaving 2
-            // behind, since other sleepers may remain.
-            if state != CONTENDED && self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
+            // Mark the lock contended; if it was free, we now hold it.
+            if self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
                 return true;
             }
             if !wait(&self.state, CONTENDED) {
                 return false;
             }
-            state = self.spin();
         }
-    }
-
-    /// Spins while the lock is held (by a holder with or without sleepers
-    /// behind it) and returns the last state seen: a few rounds of
-    /// exponentially longer spin hints, then a few yields of the processor
-    /// (so that a holder preempted on a busy machine can finish), in all at
-    /// most `B::SPIN_LIMIT` spin hints. A backend whose limit is zero does
-    /// not spin at all.
-    #[inline]
-    fn spin(&self) -> u32 {
-        let mut state = self.state.load(Ordering::Relaxed);
-        if B::SPIN_LIMIT == 0 {
-            return state;
-        }
-        let mut spins = 0;
-        for round in 0..SPIN_ROUNDS {
-            if state == UNLOCKED {
-                break;
-            }
-            if round < SPIN_HINT_ROUNDS && spins < B::SPIN_LIMIT {
-                for _ in 0..(2u32 << round).min(B::SPIN_LIMIT - spins) {
-                    spin_hint();
-                }
-                spins += 2 << round;
-            } else {
-                B::yield_now();
-            }
-            state = self.state.load(Ordering::Relaxed);
-        }
-        state
     }
 }
-
-/// Rounds of waiting before a lock sleeps: spin-hint rounds, then yields.
-const SPIN_ROUNDS: u32 = 10;
-/// Of those, the rounds that spin (2, 4, 8 hints); the rest yield.
-const SPIN_HINT_ROUNDS: u32 = 3;
 
 impl<B: TimedBackend> Lock<B> {
     /// Takes the lock, waiting at most `timeout` (`lock.acquire(timeout=t)`).

@@ -11,9 +11,10 @@
 //! - `wake_one` notifies one sleeper of that address only; a primitive that
 //!   wakes too few threads leaves one asleep, and loom reports the deadlock.
 //! - Timed waits never sleep: they yield (a spurious return) and the clock
-//!   advances by one nanosecond on every reading, so a waiter with a
-//!   timeout of a few nanoseconds retries a few times and then times out,
-//!   at every point loom chooses relative to the other threads.
+//!   (one per model thread) advances by one nanosecond on every reading, so
+//!   a waiter with a timeout of a few nanoseconds retries a few times and
+//!   then times out, at every point loom chooses relative to the other
+//!   threads.
 
 use super::{AtomicU32, Backend, CurrentThread, TimedBackend};
 use crate::sync::Ordering;
@@ -32,7 +33,6 @@ struct Queue {
 }
 
 loom::lazy_static! {
-    static ref CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     static ref TABLE: Mutex<Vec<Queue>> = Mutex::new(Vec::new());
 }
 
@@ -87,12 +87,21 @@ impl Backend for Loom {
 }
 
 impl TimedBackend for Loom {
-    /// A clock that ticks one nanosecond per reading. It starts afresh in
-    /// every execution loom explores (a loom `lazy_static`), so that an
-    /// execution replays exactly; it is not a loom atomic, so reading it
-    /// adds no interleavings of its own.
+    /// A clock that ticks one nanosecond per reading, one per model thread.
+    ///
+    /// Per thread (a loom thread-local, fresh in every execution) rather
+    /// than one process-wide counter: the test harness runs models in
+    /// parallel, and ticks taken by another model made a timed wait's
+    /// outcome, and so the execution, differ between runs of the same path
+    /// (loom: "Is the model fully deterministic?"). A deadline is only ever
+    /// compared with readings of the thread that set it.
     fn now_nanos() -> u64 {
-        CLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        loom::thread_local!(static CLOCK: core::cell::Cell<u64> = core::cell::Cell::new(1));
+        CLOCK.with(|clock| {
+            let now = clock.get();
+            clock.set(now + 1);
+            now
+        })
     }
 
     fn wait_until(_word: &AtomicU32, _expected: u32, _deadline: u64) {

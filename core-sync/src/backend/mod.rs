@@ -80,17 +80,10 @@ pub use loom_backend::Loom;
 /// Spurious returns are always allowed: callers re-check their state.
 pub trait Backend {
     /// How many times a primitive spins (re-reading its word) before it calls
-    /// [`wait`](Backend::wait). Zero disables spinning.
+    /// [`wait`](Backend::wait). Zero disables spinning. (A `Lock` spends four
+    /// times this many spin hints but re-reads its word less often, with
+    /// exponential backoff, so as not to slow down the holder.)
     const SPIN_LIMIT: u32 = 100;
-
-    /// Gives the processor to another thread for a moment, if the platform
-    /// can (`sched_yield` for the futex backend); a spin hint otherwise.
-    /// Locks call it a few times before they sleep, which lets a holder on
-    /// a busy processor finish without the cost of a sleep and a wake.
-    #[inline]
-    fn yield_now() {
-        core::hint::spin_loop();
-    }
 
     /// Blocks while `word` holds `expected`, until woken (or spuriously).
     fn wait(word: &AtomicU32, expected: u32);
