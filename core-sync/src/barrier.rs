@@ -452,8 +452,8 @@ impl<B: TimedBackend> Barrier<B> {
     /// breaks or is reset while this thread waits.
     #[inline]
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, BrokenBarrierError> {
-        let deadline = Deadline::after::<B>(timeout);
-        self.wait_inner(|word, value| deadline.wait::<B>(word, value))
+        let deadline = Deadline::<B>::after(timeout);
+        self.wait_inner(|word, value| deadline.wait(word, value))
     }
 }
 

@@ -550,8 +550,8 @@ where
         if timeout.is_zero() {
             return Ok(false);
         }
-        let deadline = Deadline::after::<L::Backend>(timeout);
-        self.waiters.wait(&self.lock, |word, value| deadline.wait::<L::Backend>(word, value))
+        let deadline = Deadline::<L::Backend>::after(timeout);
+        self.waiters.wait(&self.lock, |word, value| deadline.wait(word, value))
     }
 
     /// Waits until `predicate` returns true or `timeout` has passed
@@ -575,11 +575,10 @@ where
         if result || timeout.is_zero() {
             return Ok(result);
         }
-        let deadline = Deadline::after::<L::Backend>(timeout);
+        let deadline = Deadline::<L::Backend>::after(timeout);
         loop {
-            let notified = self
-                .waiters
-                .wait(&self.lock, |word, value| deadline.wait::<L::Backend>(word, value))?;
+            let notified =
+                self.waiters.wait(&self.lock, |word, value| deadline.wait(word, value))?;
             result = predicate();
             // Once a wait has timed out the deadline has passed: that was the
             // predicate's last chance.

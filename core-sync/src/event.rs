@@ -208,8 +208,8 @@ impl<B: TimedBackend> Event<B> {
         if timeout.is_zero() {
             return false;
         }
-        let deadline = Deadline::after::<B>(timeout);
-        self.wait_slow(|word, value| deadline.wait::<B>(word, value))
+        let deadline = Deadline::<B>::after(timeout);
+        self.wait_slow(|word, value| deadline.wait(word, value))
     }
 }
 

@@ -221,8 +221,8 @@ impl<B: TimedBackend> Lock<B> {
         if timeout.is_zero() {
             return false;
         }
-        let deadline = Deadline::after::<B>(timeout);
-        self.acquire_slow(|word, value| deadline.wait::<B>(word, value))
+        let deadline = Deadline::<B>::after(timeout);
+        self.acquire_slow(|word, value| deadline.wait(word, value))
     }
 
     /// Takes the lock, waiting at most `timeout`, and returns its guard.

@@ -341,8 +341,8 @@ impl<T, const N: usize, B: TimedBackend> Queue<T, N, B> {
         if timeout.is_zero() {
             return self.try_put(item);
         }
-        let deadline = Deadline::after::<B>(timeout);
-        self.put_with(item, |word, value| deadline.wait::<B>(word, value))
+        let deadline = Deadline::<B>::after(timeout);
+        self.put_with(item, |word, value| deadline.wait(word, value))
     }
 
     /// Takes the front item, waiting at most `timeout` while the queue is
@@ -353,8 +353,8 @@ impl<T, const N: usize, B: TimedBackend> Queue<T, N, B> {
         if timeout.is_zero() {
             return self.try_get();
         }
-        let deadline = Deadline::after::<B>(timeout);
-        self.get_with(|word, value| deadline.wait::<B>(word, value))
+        let deadline = Deadline::<B>::after(timeout);
+        self.get_with(|word, value| deadline.wait(word, value))
     }
 }
 

@@ -858,8 +858,8 @@ impl<P: ReadWritePolicy, B: TimedBackend> ReadWriteLock<P, B> {
         if timeout.is_zero() {
             return false;
         }
-        let deadline = Deadline::after::<B>(timeout);
-        self.read_slow(|word, value| deadline.wait::<B>(word, value))
+        let deadline = Deadline::<B>::after(timeout);
+        self.read_slow(|word, value| deadline.wait(word, value))
     }
 
     /// Takes the write lock, waiting at most `timeout`
@@ -877,8 +877,8 @@ impl<P: ReadWritePolicy, B: TimedBackend> ReadWriteLock<P, B> {
         if timeout.is_zero() {
             return false;
         }
-        let deadline = Deadline::after::<B>(timeout);
-        self.write_slow(|word, value| deadline.wait::<B>(word, value))
+        let deadline = Deadline::<B>::after(timeout);
+        self.write_slow(|word, value| deadline.wait(word, value))
     }
 
     /// Takes a shared lock, waiting at most `timeout`, and returns its guard.

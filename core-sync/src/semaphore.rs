@@ -399,8 +399,8 @@ impl<B: TimedBackend> Semaphore<B> {
         if timeout.is_zero() {
             return self.take_after_overflow();
         }
-        let deadline = Deadline::after::<B>(timeout);
-        self.acquire_slow(|word, value| deadline.wait::<B>(word, value))
+        let deadline = Deadline::<B>::after(timeout);
+        self.acquire_slow(|word, value| deadline.wait(word, value))
     }
 
     /// Takes a permit, waiting at most `timeout`, and returns its guard.

@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use core_sync::backend::{AtomicU32, Backend, Futex, TimedBackend};
+use core_sync::backend::{AtomicU32, Backend, Futex};
 
 use crate::worker;
 
@@ -225,45 +225,12 @@ impl std::error::Error for TimeoutError {}
 // ---------------------------------------------------------------------------
 // Deadlines
 
-/// A point on the futex backend's monotonic clock, or never.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Deadline(Option<u64>);
+/// A point on the futex backend's monotonic clock, or never (`core-sync`'s).
+type Deadline = core_sync::backend::Deadline<Futex>;
 
-impl Deadline {
-    pub(crate) const NEVER: Deadline = Deadline(None);
-
-    /// `timeout` from now; `None` (or a timeout too large to represent)
-    /// never passes.
-    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
-        match timeout {
-            None => Deadline::NEVER,
-            Some(t) => match u64::try_from(t.as_nanos()) {
-                Ok(n) if n < u64::MAX => Deadline(Some(Futex::now_nanos().saturating_add(n))),
-                _ => Deadline::NEVER,
-            },
-        }
-    }
-
-    pub(crate) fn is_never(self) -> bool {
-        self.0.is_none()
-    }
-
-    /// Sleeps while `word` holds `expected`; `false` once the deadline passed.
-    pub(crate) fn wait(self, word: &AtomicU32, expected: u32) -> bool {
-        match self.0 {
-            None => {
-                Futex::wait(word, expected);
-                true
-            }
-            Some(d) => {
-                if Futex::now_nanos() >= d {
-                    return false;
-                }
-                Futex::wait_until(word, expected, d);
-                true
-            }
-        }
-    }
+/// `timeout` from now; `None` never passes.
+fn deadline(timeout: Option<Duration>) -> Deadline {
+    timeout.map_or(Deadline::NEVER, Deadline::after)
 }
 
 // ---------------------------------------------------------------------------
@@ -660,7 +627,7 @@ impl<T> Future<T> {
 
     /// Waits at most `timeout` for the future to be done; returns whether it is.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        wait_state(&self.cell, Deadline::after(Some(timeout)), false)
+        wait_state(&self.cell, Deadline::after(timeout), false)
     }
 
     /// The error of a done future, or `None` if it succeeded
@@ -1093,7 +1060,7 @@ fn run_pending_inline<T>(
 /// pa.set_result(1);
 /// ```
 pub fn as_completed<T>(futures: &[Future<T>], timeout: Option<Duration>) -> AsCompleted<'_, T> {
-    let deadline = Deadline::after(timeout);
+    let deadline = deadline(timeout);
     let waiter = Waiter::new();
     let (ready, pending) = watch(futures, &waiter);
     let left = pending.len();
@@ -1200,7 +1167,7 @@ pub fn wait<T>(
     timeout: Option<Duration>,
     when: ReturnWhen,
 ) -> DoneAndNotDone<'_, T> {
-    let deadline = Deadline::after(timeout);
+    let deadline = deadline(timeout);
     let waiter = Waiter::new();
     let (done, pending) = watch(futures, &waiter);
     let failed = |i: &usize| {

@@ -12,56 +12,13 @@
 //! producer stores the value under the lock, then sets the flag; a consumer
 //! waits for the flag, then takes the value.
 
-use core_sync::backend::{AtomicU32, Backend, DefaultBackend, TimedBackend};
+use core_sync::backend::{AtomicU32, Backend, DefaultBackend};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 type B = DefaultBackend;
 
-/// A deadline on the backend's monotonic clock, in nanoseconds;
-/// `u64::MAX` never passes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Deadline(u64);
-
-impl Deadline {
-    /// A deadline that never passes.
-    pub(crate) const NEVER: Deadline = Deadline(u64::MAX);
-
-    /// `timeout` from now; a timeout too large to represent never passes.
-    pub(crate) fn after(timeout: Duration) -> Deadline {
-        match u64::try_from(timeout.as_nanos()) {
-            Ok(n) if n != u64::MAX => Deadline(B::now_nanos().saturating_add(n)),
-            _ => Deadline::NEVER,
-        }
-    }
-
-    /// Whether the deadline has passed.
-    pub(crate) fn passed(self) -> bool {
-        self != Deadline::NEVER && B::now_nanos() >= self.0
-    }
-
-    /// Time left before the deadline (`None` for never).
-    pub(crate) fn remaining(self) -> Option<Duration> {
-        if self == Deadline::NEVER {
-            return None;
-        }
-        Some(Duration::from_nanos(self.0.saturating_sub(B::now_nanos())))
-    }
-
-    /// Sleeps while `word` holds `expected`, until this deadline. Returns
-    /// `false` once the deadline has passed.
-    fn wait(self, word: &AtomicU32, expected: u32) -> bool {
-        if self == Deadline::NEVER {
-            B::wait(word, expected);
-            return true;
-        }
-        if B::now_nanos() >= self.0 {
-            return false;
-        }
-        B::wait_until(word, expected, self.0);
-        true
-    }
-}
+/// A deadline on the futex backend's monotonic clock (`core-sync`'s).
+pub(crate) type Deadline = core_sync::backend::Deadline<B>;
 
 /// A one-way event: `set` once, wait for it with or without a deadline.
 #[derive(Debug, Default)]

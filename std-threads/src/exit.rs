@@ -96,7 +96,7 @@ extern "C" fn wait_for_non_daemon_threads() {
     let own = u32::from(COUNTED.with(Cell::get));
     let mut state = NON_DAEMON.fetch_or(EXIT_WAITING, Ordering::AcqRel) | EXIT_WAITING;
     while state & COUNT > own {
-        wait::wait(&NON_DAEMON, state, None);
+        wait::wait(&NON_DAEMON, state, wait::Deadline::NEVER);
         state = NON_DAEMON.load(Ordering::Acquire);
     }
 }

@@ -224,7 +224,7 @@ impl ThreadRef {
         if self.0.kind == Kind::Started {
             // FINISHED too: a thread that exists only in the parent of a
             // forked child is finished there without ever having started.
-            self.0.wait_for(STARTED | FINISHED, None);
+            self.0.wait_for(STARTED | FINISHED, Deadline::NEVER);
         }
         self.0.has(STARTED).then(|| self.0.native_id.load(Ordering::Relaxed))
     }
@@ -264,7 +264,7 @@ impl ThreadRef {
     /// [`JoinError::DummyThread`] for a thread the crate did not start.
     pub fn join(&self) -> Result<(), JoinError> {
         self.check_joinable()?;
-        self.0.wait_for(FINISHED, None);
+        self.0.wait_for(FINISHED, Deadline::NEVER);
         Ok(())
     }
 
@@ -279,7 +279,7 @@ impl ThreadRef {
         if self.check_joinable().is_err() {
             return false;
         }
-        self.0.wait_for(FINISHED, wait::deadline_after(timeout))
+        self.0.wait_for(FINISHED, Deadline::after(timeout))
     }
 
     pub(crate) fn check_joinable(&self) -> Result<(), JoinError> {

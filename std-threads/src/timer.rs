@@ -101,7 +101,7 @@ where
     pub fn start(self) -> io::Result<TimerHandle> {
         let Timer { interval, f, name, daemon } = self;
         let state = Arc::new(AtomicU32::new(ARMED));
-        let deadline = wait::deadline_after(interval);
+        let deadline = wait::Deadline::after(interval);
         let word = Arc::clone(&state);
         let mut thread = Thread::new(move || wait_then_call(&word, deadline, f));
         if let Some(name) = name {
@@ -131,7 +131,7 @@ fn wait_then_call<F: FnOnce()>(state: &AtomicU32, deadline: wait::Deadline, f: F
         if state.load(Ordering::Acquire) != ARMED {
             return; // cancelled
         }
-        if wait::passed(deadline) {
+        if deadline.passed() {
             if state.compare_exchange(ARMED, FIRED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 f();
             }

@@ -124,37 +124,104 @@ pub trait CurrentThread {
     fn current_thread_id() -> NonZeroUsize;
 }
 
-/// A point in time on a [`TimedBackend`]'s clock, or "never".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Deadline(u64);
+/// A point in time on the clock of the [`TimedBackend`] `B`, or "never":
+/// what every timed wait in the project counts down to.
+///
+/// A deadline is absolute, so a spurious wake-up and a retry never stretch
+/// the total wait; `Duration::MAX` (or any timeout too large to represent)
+/// never passes.
+///
+/// ```
+/// use core_sync::backend::{AtomicU32, Deadline, Futex};
+/// use std::time::Duration;
+///
+/// let word = AtomicU32::new(0);
+/// let deadline = Deadline::<Futex>::after(Duration::from_millis(5));
+/// // Sleep while the word holds 0, until the deadline.
+/// while deadline.wait(&word, 0) {}
+/// assert!(deadline.passed());
+/// assert_eq!(deadline.remaining(), Some(Duration::ZERO));
+/// assert!(Deadline::<Futex>::NEVER.remaining().is_none());
+/// ```
+pub struct Deadline<B> {
+    nanos: u64,
+    backend: PhantomData<fn() -> B>,
+}
 
-impl Deadline {
+impl<B> Clone for Deadline<B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B> Copy for Deadline<B> {}
+
+impl<B> PartialEq for Deadline<B> {
+    fn eq(&self, other: &Self) -> bool {
+        self.nanos == other.nanos
+    }
+}
+
+impl<B> Eq for Deadline<B> {}
+
+impl<B> core::fmt::Debug for Deadline<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.is_never() {
+            f.write_str("Deadline(never)")
+        } else {
+            f.debug_tuple("Deadline").field(&self.nanos).finish()
+        }
+    }
+}
+
+impl<B> Deadline<B> {
     /// A deadline that never passes.
-    pub(crate) const NEVER: Deadline = Deadline(u64::MAX);
+    pub const NEVER: Deadline<B> = Deadline { nanos: u64::MAX, backend: PhantomData };
 
+    /// Whether this is [`NEVER`](Deadline::NEVER).
+    #[inline]
+    pub fn is_never(self) -> bool {
+        self.nanos == u64::MAX
+    }
+}
+
+impl<B: TimedBackend> Deadline<B> {
     /// `timeout` from now. A timeout too large to represent never passes.
     #[inline]
-    pub(crate) fn after<B: TimedBackend>(timeout: Duration) -> Deadline {
+    pub fn after(timeout: Duration) -> Deadline<B> {
         let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
         if nanos == u64::MAX {
             return Deadline::NEVER;
         }
-        Deadline(B::now_nanos().saturating_add(nanos))
+        Deadline { nanos: B::now_nanos().saturating_add(nanos), backend: PhantomData }
+    }
+
+    /// Whether the deadline has passed.
+    #[inline]
+    pub fn passed(self) -> bool {
+        !self.is_never() && B::now_nanos() >= self.nanos
+    }
+
+    /// The time left (zero once passed), or `None` for a deadline that never
+    /// passes.
+    #[inline]
+    pub fn remaining(self) -> Option<Duration> {
+        (!self.is_never()).then(|| Duration::from_nanos(self.nanos.saturating_sub(B::now_nanos())))
     }
 
     /// Sleeps while `word` holds `expected`, until this deadline. Returns
-    /// `false` when the deadline has passed (checked before and after the
-    /// sleep), `true` when the caller should re-check its state.
+    /// `false` when the deadline has passed (checked before the sleep),
+    /// `true` when the caller should re-check its state.
     #[inline]
-    pub(crate) fn wait<B: TimedBackend>(self, word: &AtomicU32, expected: u32) -> bool {
-        if self == Deadline::NEVER {
+    pub fn wait(self, word: &AtomicU32, expected: u32) -> bool {
+        if self.is_never() {
             B::wait(word, expected);
             return true;
         }
-        if B::now_nanos() >= self.0 {
+        if B::now_nanos() >= self.nanos {
             return false;
         }
-        B::wait_until(word, expected, self.0);
+        B::wait_until(word, expected, self.nanos);
         true
     }
 }
