@@ -34,6 +34,8 @@ const LOCKED: u32 = 1;
 const CONTENDED: u32 = 2;
 
 /// The most spin hints between two re-reads of a contended lock's word.
+/// How many times a spinner yields the processor before it sleeps.
+const SPIN_YIELDS: u32 = 6;
 const MAX_BACKOFF: u32 = 32;
 /// How many spin hints an acquirer spends, per unit of the backend's
 /// `SPIN_LIMIT`, before it sleeps.
@@ -185,6 +187,15 @@ impl<B: Backend> Lock<B> {
             }
             spent += step;
             step = (step * 2).min(MAX_BACKOFF);
+            state = self.state.load(Ordering::Relaxed);
+        }
+        // Still held, still without sleepers: the holder may have been
+        // preempted (more threads than processors). Yield a few times, as
+        // parking_lot's SpinWait does, before paying for a sleep and a wake.
+        let mut yields = 0;
+        while state == LOCKED && budget > 0 && yields < SPIN_YIELDS {
+            B::yield_now();
+            yields += 1;
             state = self.state.load(Ordering::Relaxed);
         }
         if state == UNLOCKED

@@ -63,6 +63,11 @@ pub enum Futex {}
 #[cfg(not(any(target_os = "macos", target_os = "ios")))]
 impl Backend for Futex {
     #[inline]
+    fn yield_now() {
+        std::thread::yield_now();
+    }
+
+    #[inline]
     fn wait(word: &super::AtomicU32, expected: u32) {
         atomic_wait::wait(os_word(word), expected);
     }
@@ -273,6 +278,11 @@ mod platform {
 
 #[cfg(any(target_os = "macos", target_os = "ios"))]
 impl Backend for Futex {
+    #[inline]
+    fn yield_now() {
+        std::thread::yield_now();
+    }
+
     #[inline]
     fn wait(word: &super::AtomicU32, expected: u32) {
         platform::wait(os_word(word), expected, 0);

@@ -85,6 +85,16 @@ pub trait Backend {
     /// exponential backoff, so as not to slow down the holder.)
     const SPIN_LIMIT: u32 = 100;
 
+    /// Gives the processor to another thread for a moment, where the
+    /// platform can (`sched_yield` for the futex backend; a spin hint by
+    /// default). A `Lock` whose spinning did not see the holder leave yields
+    /// a few times before it sleeps, which lets a holder that was preempted
+    /// on a busy machine finish without the cost of a sleep and a wake.
+    #[inline]
+    fn yield_now() {
+        core::hint::spin_loop();
+    }
+
     /// Blocks while `word` holds `expected`, until woken (or spuriously).
     fn wait(word: &AtomicU32, expected: u32);
 
