@@ -90,19 +90,44 @@ fn scaled(iters: u64, factor: f64) -> u64 {
     (iters as f64 * factor).round().max(1.0) as u64
 }
 
-/// Measures one implementation: calibrate (or take `fixed` operations per
-/// run, for rows defined by a batch size), then `config.runs` timed runs.
-pub(crate) fn measure(bench: BenchFn, fixed: Option<u64>, config: Config) -> Sample {
-    let iters = match fixed {
-        Some(n) => {
-            // One untimed warm-up run.
-            bench(n);
-            n
+/// Measures the implementations of one row side by side: calibrate each
+/// (or take `fixed` operations per run, for rows defined by a batch size),
+/// then `config.runs` rounds in which every implementation runs once.
+///
+/// Interleaving matters on a shared or virtual machine, whose speed drifts
+/// over seconds (a neighbour's load, where the hypervisor places the
+/// virtual processors): measured one after the other, two implementations
+/// can land in different regimes and their ratio shows the drift, not the
+/// code. Run by run, each round sees the same machine. The order rotates
+/// from round to round so that no implementation always runs first.
+pub(crate) fn measure_interleaved(
+    benches: &[BenchFn],
+    fixed: Option<u64>,
+    config: Config,
+) -> Vec<Sample> {
+    let iters: Vec<u64> = benches
+        .iter()
+        .map(|&bench| match fixed {
+            Some(n) => {
+                // One untimed warm-up run.
+                bench(n);
+                n
+            }
+            None => calibrate(bench, config.target),
+        })
+        .collect();
+    let mut samples: Vec<Sample> = iters
+        .iter()
+        .map(|&iters| Sample { iters, runs_ns: Vec::with_capacity(config.runs) })
+        .collect();
+    let n = benches.len();
+    for round in 0..config.runs.max(1) {
+        for k in 0..n {
+            let i = (round + k) % n;
+            samples[i].runs_ns.push(per_op(benches[i](iters[i]), iters[i]));
         }
-        None => calibrate(bench, config.target),
-    };
-    let runs_ns = (0..config.runs.max(1)).map(|_| per_op(bench(iters), iters)).collect();
-    Sample { iters, runs_ns }
+    }
+    samples
 }
 
 #[cfg(test)]
@@ -127,5 +152,22 @@ mod tests {
         }
         let iters = calibrate(fake, Duration::from_millis(50));
         assert!((40_000..=60_000).contains(&iters), "{iters}");
+    }
+
+    #[test]
+    fn interleaved_runs_every_implementation_each_round() {
+        fn one_us(iters: u64) -> Duration {
+            Duration::from_micros(iters)
+        }
+        fn two_us(iters: u64) -> Duration {
+            Duration::from_micros(2 * iters)
+        }
+        let config = Config { runs: 3, target: Duration::from_millis(10) };
+        let samples = measure_interleaved(&[one_us, two_us], Some(100), config);
+        assert_eq!(samples.len(), 2);
+        for (s, ns) in samples.iter().zip([1000.0, 2000.0]) {
+            assert_eq!(s.iters, 100);
+            assert_eq!(s.runs_ns, vec![ns; 3]);
+        }
     }
 }

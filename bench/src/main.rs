@@ -200,16 +200,18 @@ fn select<'a>(all: &'a [rows::Row], filters: &[String]) -> Vec<&'a rows::Row> {
         .collect()
 }
 
-/// Measures ours and every Rust peer of `row`, one after the other.
+/// Measures ours and every Rust peer of `row`, their runs interleaved (see
+/// [`harness::measure_interleaved`]).
 fn measure_row<'a>(row: &'a rows::Row, args: &Args) -> Measured<'a> {
     let fixed = row.fixed_iters.map(|(full, quick)| if args.quick { quick } else { full });
-    let mut figures: Vec<Figure> = row
-        .imps()
-        .map(|imp| {
-            eprintln!("  {} : {}", row.id, imp.name);
-            let sample = harness::measure(imp.run, fixed, args.config);
-            Figure { name: imp.name.to_string(), sample, futex_per_op: None }
-        })
+    let imps: Vec<_> = row.imps().collect();
+    let names: Vec<&str> = imps.iter().map(|imp| imp.name).collect();
+    eprintln!("  {} : {}", row.id, names.join(", "));
+    let runs: Vec<harness::BenchFn> = imps.iter().map(|imp| imp.run).collect();
+    let mut figures: Vec<Figure> = harness::measure_interleaved(&runs, fixed, args.config)
+        .into_iter()
+        .zip(names)
+        .map(|(sample, name)| Figure { name: name.to_string(), sample, futex_per_op: None })
         .collect();
     let ours = figures.remove(0);
     Measured { row, ours, peers: figures }
