@@ -52,6 +52,7 @@ mod queue;
 mod rlock;
 mod rwlock;
 mod semaphore;
+mod spin;
 mod sync;
 
 pub use backend::{Backend, DefaultBackend, TimedBackend};

@@ -11,9 +11,11 @@
 //! | 2 | locked, and some thread may be sleeping in the backend |
 //!
 //! - acquire: compare-exchange 0 -> 1 (Acquire). On failure, spin a little
-//!   while the value is 1 (a short critical section may end; re-reading with
-//!   exponential backoff), then swap in 2 and sleep while it stays 2; a swap that returns 0 took the lock (in state
-//!   2, conservatively, since others may still sleep).
+//!   while the value is 1 (a short critical section may end; re-reading
+//!   rarely, with exponential backoff, and taking it 0 -> 1 when it comes
+//!   free), then swap in 2 and sleep while it stays 2; a swap that returns 0
+//!   took the lock. A thread woken from that sleep spins again, but takes the
+//!   lock 0 -> 2, conservatively, since others may still sleep.
 //! - release: swap in 0 (Release). The old value says what to do: 0 means
 //!   the lock was not held (an error, and the swap changed nothing); 2 means a
 //!   sleeper may exist, so wake one. An uncontended acquire and release is
@@ -27,19 +29,12 @@ use core::time::Duration;
 
 use crate::backend::{self, Backend, Deadline, DefaultBackend, TimedBackend};
 use crate::error::ReleaseError;
-use crate::sync::{AtomicU32, Ordering, spin_hint};
+use crate::spin::Backoff;
+use crate::sync::{AtomicU32, Ordering};
 
 const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
 const CONTENDED: u32 = 2;
-
-/// The most spin hints between two re-reads of a contended lock's word.
-/// How many times a spinner yields the processor before it sleeps.
-const SPIN_YIELDS: u32 = 6;
-const MAX_BACKOFF: u32 = 32;
-/// How many spin hints an acquirer spends, per unit of the backend's
-/// `SPIN_LIMIT`, before it sleeps.
-const SPIN_BUDGET: u32 = 4;
 
 /// A mutual-exclusion lock: Python's `threading.Lock()`.
 ///
@@ -169,44 +164,14 @@ impl<B: Backend> Lock<B> {
     /// returns `false` once the caller's deadline has passed.
     #[cold]
     fn acquire_slow(&self, mut wait: impl FnMut(&AtomicU32, u32) -> bool) -> bool {
-        // Spin while the holder has not seen contention: a short critical
-        // section often ends within a few hundred cycles, cheaper than a
-        // sleep and a wake. Re-read the word after 1, 2, 4, ... up to
-        // `MAX_BACKOFF` spin hints: every re-read pulls the cache line away
-        // from the holder, which needs it back to release, so a spinner that
-        // polls less often lets a short critical section end sooner. The
-        // budget is `SPIN_BUDGET` times the backend's `SPIN_LIMIT` hints
-        // (about twenty re-reads for the futex backend's 100).
-        let mut state = self.state.load(Ordering::Relaxed);
-        let budget = B::SPIN_LIMIT.saturating_mul(SPIN_BUDGET);
-        let mut spent = 0;
-        let mut step = 1;
-        while state == LOCKED && spent < budget {
-            for _ in 0..step {
-                spin_hint();
-            }
-            spent += step;
-            step = (step * 2).min(MAX_BACKOFF);
-            state = self.state.load(Ordering::Relaxed);
-        }
-        // Still held, still without sleepers: the holder may have been
-        // preempted (more threads than processors). Yield a few times, as
-        // parking_lot's SpinWait does, before paying for a sleep and a wake.
-        let mut yields = 0;
-        while state == LOCKED && budget > 0 && yields < SPIN_YIELDS {
-            B::yield_now();
-            yields += 1;
-            state = self.state.load(Ordering::Relaxed);
-        }
-        if state == UNLOCKED
-            && self
-                .state
-                .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        {
-            return true;
-        }
+        // The value a successful compare-exchange stores. A thread that has
+        // slept takes the lock as CONTENDED: other sleepers may remain, and
+        // only a release from CONTENDED wakes one of them.
+        let mut take_as = LOCKED;
         loop {
+            if self.spin(take_as) {
+                return true;
+            }
             // Mark the lock contended; if it was free, we now hold it.
             if self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
                 return true;
@@ -214,6 +179,39 @@ impl<B: Backend> Lock<B> {
             if !wait(&self.state, CONTENDED) {
                 return false;
             }
+            take_as = CONTENDED;
+        }
+    }
+
+    /// Waits a while for the lock without sleeping (see [`crate::spin`]),
+    /// and takes it, storing `take_as`, if it comes free. Returns whether it
+    /// was taken; `false` once the spinning is spent or the word says that a
+    /// thread sleeps.
+    fn spin(&self, take_as: u32) -> bool {
+        let mut backoff = Backoff::new();
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state == UNLOCKED {
+                match self.state.compare_exchange(
+                    UNLOCKED,
+                    take_as,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return true,
+                    // Another thread took it first: keep waiting.
+                    Err(now) => {
+                        state = now;
+                        continue;
+                    }
+                }
+            }
+            // Spin only while nobody sleeps: once a thread does, the
+            // holder's release wakes it, and a spinner would only compete.
+            if state != LOCKED || !backoff.wait::<B>() {
+                return false;
+            }
+            state = self.state.load(Ordering::Relaxed);
         }
     }
 }

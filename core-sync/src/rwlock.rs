@@ -105,6 +105,7 @@ use core::time::Duration;
 
 use crate::backend::{self, Backend, Deadline, DefaultBackend, TimedBackend};
 use crate::error::ReleaseError;
+use crate::spin::{Backoff, RW_FIRST_BACKOFF};
 use crate::sync::{AtomicU32, Ordering, spin_hint};
 
 const COUNT_MASK: u32 = (1 << 15) - 1;
@@ -438,7 +439,7 @@ impl<P: ReadWritePolicy, B: Backend> ReadWriteLock<P, B> {
     /// and returns `false` once the caller's deadline has passed.
     #[cold]
     fn read_slow(&self, mut wait: impl FnMut(&AtomicU32, u32) -> bool) -> bool {
-        let mut spins = 0;
+        let mut backoff = Backoff::starting_at(RW_FIRST_BACKOFF);
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             if admits_reader::<P>(state) {
@@ -457,9 +458,7 @@ impl<P: ReadWritePolicy, B: Backend> ReadWriteLock<P, B> {
             }
             // A writer holds the lock and nobody waits behind it: a short
             // critical section may end before a sleep would even start.
-            if spins < B::SPIN_LIMIT && state & !PHASE == WRITE_LOCKED {
-                spins += 1;
-                spin_hint();
+            if state & !PHASE == WRITE_LOCKED && backoff.wait::<B>() {
                 state = self.state.load(Ordering::Relaxed);
                 continue;
             }
@@ -682,7 +681,7 @@ impl<P: ReadWritePolicy, B: Backend> ReadWriteLock<P, B> {
     /// The contended write path; `wait` as in [`read_slow`](Self::read_slow).
     #[cold]
     fn write_slow(&self, mut wait: impl FnMut(&AtomicU32, u32) -> bool) -> bool {
-        let mut spins = 0;
+        let mut backoff = Backoff::starting_at(RW_FIRST_BACKOFF);
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             if state & (WRITE_LOCKED | COUNT_MASK) == 0 {
@@ -702,9 +701,7 @@ impl<P: ReadWritePolicy, B: Backend> ReadWriteLock<P, B> {
             // Held, and nobody waits yet: the holders may be done soon.
             let nobody_waits = state & (WRITERS_MASK | READERS_PARKED | HANDOFF) == 0
                 && (state & WRITE_LOCKED == 0 || count(state) == 0);
-            if spins < B::SPIN_LIMIT && nobody_waits {
-                spins += 1;
-                spin_hint();
+            if nobody_waits && backoff.wait::<B>() {
                 state = self.state.load(Ordering::Relaxed);
                 continue;
             }

@@ -80,16 +80,18 @@ pub use loom_backend::Loom;
 /// Spurious returns are always allowed: callers re-check their state.
 pub trait Backend {
     /// How many times a primitive spins (re-reading its word) before it calls
-    /// [`wait`](Backend::wait). Zero disables spinning. (A `Lock` spends four
-    /// times this many spin hints but re-reads its word less often, with
-    /// exponential backoff, so as not to slow down the holder.)
+    /// [`wait`](Backend::wait). Zero disables spinning. (`Lock` and
+    /// `ReadWriteLock` spend twelve times this many spin hints but re-read
+    /// their word rarely, with exponential backoff, so as not to slow down
+    /// the holder.)
     const SPIN_LIMIT: u32 = 100;
 
     /// Gives the processor to another thread for a moment, where the
     /// platform can (`sched_yield` for the futex backend; a spin hint by
-    /// default). A `Lock` whose spinning did not see the holder leave yields
-    /// a few times before it sleeps, which lets a holder that was preempted
-    /// on a busy machine finish without the cost of a sleep and a wake.
+    /// default). A `Lock` or `ReadWriteLock` whose spinning did not see the
+    /// holder leave yields a few times before it sleeps, which lets a holder
+    /// that was preempted on a busy machine finish without the cost of a
+    /// sleep and a wake.
     #[inline]
     fn yield_now() {
         core::hint::spin_loop();
