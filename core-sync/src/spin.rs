@@ -18,7 +18,7 @@
 //! The price is hand-over latency: a waiter may notice a freed lock up to
 //! one step late (at most `MAX_BACKOFF` hints, about 2 µs where a hint takes
 //! 9 ns), and a holder that takes the lock again in the meantime keeps it.
-//! The lock favours throughput over turn-taking, as CPython's `Lock` does
+//! The lock favours throughput over turn-taking, as Python's `threading.Lock` does
 //! (it promises no order among waiters either).
 //!
 //! A lock still held after the spinning may belong to a preempted thread
