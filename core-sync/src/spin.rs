@@ -42,8 +42,10 @@ pub(crate) const RW_FIRST_BACKOFF: u32 = 128;
 /// The most spin hints between two re-reads.
 pub(crate) const MAX_BACKOFF: u32 = 256;
 /// Spin hints spent in all, per unit of the backend's `SPIN_LIMIT` (1 200
-/// for the futex backend's 100: about ten re-reads).
-pub(crate) const SPIN_BUDGET: u32 = 12;
+/// for the futex backend's 100: about ten re-reads). Under Miri, where
+/// every spin hint is a thread switch of the interpreter, one unit: the
+/// path is still taken, without spending the tests' time on it.
+pub(crate) const SPIN_BUDGET: u32 = if cfg!(miri) { 1 } else { 12 };
 /// Yields after the spinning, before the caller sleeps.
 pub(crate) const SPIN_YIELDS: u32 = 6;
 
